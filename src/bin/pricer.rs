@@ -1,0 +1,384 @@
+//! `pricer`: the headless command line over Pricer Studio's core. Progress goes to stderr, results
+//! to stdout or files; a bad input exits non-zero with a clear message.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use pricer::curate::{CurateOptions, Curator};
+use pricer::export::{ExportFormat, TextForm};
+use pricer::items::ItemTable;
+use pricer::jobs::{JobCtx, Progress};
+use pricer::load::{ReadOptions, Source};
+use pricer::sampling::Recipe;
+use pricer::stats::{Bins, TableStats, histogram};
+use pricer::tokenizer::PriceTokenizer;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "pricer",
+    version,
+    about = "Pricer Studio on the command line: curate Amazon product metadata into prompt/price items, look at them, rebalance, export, score."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic raw metadata file (8 categories, raw form; every line says "synthetic": true).
+    Demo {
+        /// Number of raw product lines (about half have a price and most of those curate).
+        #[arg(long, default_value_t = pricer::demo::DEFAULT_LINES)]
+        items: usize,
+        /// Seed: same seed and size, same bytes.
+        #[arg(long, default_value_t = pricer::demo::DEFAULT_SEED)]
+        seed: u64,
+        /// Output file (`.jsonl`, or `.jsonl.gz` to compress).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Curate raw metadata (.jsonl, .jsonl.gz, Parquet; raw or Hugging Face row form) into items.
+    ///
+    /// The category of an item is --category if given, else `meta_<Category>` from the file name,
+    /// else the record's main_category. The report (lines read, kept, dropped per rule, malformed
+    /// lines with file:line) goes to stderr.
+    Curate {
+        /// Input files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Category for every item (overrides the file name and main_category).
+        #[arg(long)]
+        category: Option<String>,
+        /// Output: items.jsonl or items.parquet (title, category, price, details, prompt, token_count).
+        #[arg(long)]
+        out: PathBuf,
+        /// Another tokenizer.json instead of the built-in Llama 3.1.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Keep texts with more than this many tokens.
+        #[arg(long, default_value_t = 150)]
+        min_tokens: usize,
+        /// Cut texts to this many tokens.
+        #[arg(long, default_value_t = 160)]
+        max_tokens: usize,
+        /// Keep contents longer than this many characters.
+        #[arg(long, default_value_t = 300)]
+        min_chars: usize,
+        /// Cut contents to this many characters.
+        #[arg(long, default_value_t = 1120)]
+        ceiling_chars: usize,
+        /// Lowest price kept (inclusive).
+        #[arg(long, default_value_t = 0.5)]
+        min_price: f64,
+        /// Highest price kept (inclusive).
+        #[arg(long, default_value_t = 999.49)]
+        max_price: f64,
+        /// Cut at word boundaries instead of mid-word.
+        #[arg(long)]
+        word_boundary: bool,
+        /// Write the report as JSON to this file too.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Print statistics of an items file (counts, price/token/length summaries, categories, price histogram).
+    Stats {
+        /// items.jsonl or items.parquet.
+        items: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Width of the price histogram bins in dollars.
+        #[arg(long, default_value_t = 100.0)]
+        bin_width: f64,
+    },
+    /// Balance, shuffle and split items by a recipe, and export train and test files.
+    Sample {
+        /// items.jsonl or items.parquet.
+        items: PathBuf,
+        /// original (slots of $1, cap 1200 below $240, Automotive 1 / others 5) or lite (Appliances only).
+        #[arg(long, default_value = "original")]
+        preset: String,
+        /// A saved recipe.json instead of a preset.
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Seed of both the draw and the split.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Train items.
+        #[arg(long)]
+        train: Option<usize>,
+        /// Test items.
+        #[arg(long)]
+        test: Option<usize>,
+        /// Output directory: train.<ext>, test.<ext>, recipe.json.
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// parquet | jsonl | openai | csv.
+        #[arg(long, default_value = "parquet")]
+        format: String,
+    },
+    /// Export all items of a file in a training format.
+    Export {
+        /// items.jsonl or items.parquet.
+        items: PathBuf,
+        /// parquet | jsonl | openai | csv.
+        #[arg(long)]
+        format: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Use test prompts (cut after `Price is $`) instead of full prompts.
+        #[arg(long)]
+        test_prompts: bool,
+    },
+    /// Score predictions: a CSV with `truth,guess` columns → the Tester's report line and a per-item CSV.
+    Score {
+        /// CSV with a header row holding `truth` and `guess`.
+        predictions: PathBuf,
+        /// Title of the report line.
+        #[arg(long, default_value = "Predictions")]
+        title: String,
+        /// Number of items scored (the first N).
+        #[arg(long, default_value_t = 250)]
+        size: usize,
+        /// Per-item CSV (default: <predictions>.scored.csv).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Download raw category files of McAuley-Lab/Amazon-Reviews-2023 from the Hugging Face Hub.
+    ///
+    /// Uses the standard cache (HF_HOME), HF_ENDPOINT and HF_TOKEN; a partial download resumes.
+    Download {
+        /// Categories, e.g. Appliances Tools_and_Home_Improvement (`all8` for the original eight).
+        #[arg(required = true)]
+        categories: Vec<String>,
+        /// Copy the files into this directory as meta_<Category>.jsonl (default: leave them in the cache).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Hub endpoint (default HF_ENDPOINT or https://huggingface.co).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Cache directory (default HF_HOME/hub).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Prints throttled progress to stderr.
+fn stderr_progress() -> JobCtx {
+    let last = Arc::new(Mutex::new(Instant::now()));
+    JobCtx::with_progress(move |p: &Progress| {
+        let Ok(mut last) = last.lock() else { return };
+        if last.elapsed().as_millis() < 500 && p.fraction() != Some(1.0) {
+            return;
+        }
+        *last = Instant::now();
+        match p.fraction() {
+            Some(f) => eprintln!("{}: {:5.1}% ({} items)", p.stage, f * 100.0, p.n_items),
+            None => eprintln!("{}: {} ({} items)", p.stage, p.done, p.n_items),
+        }
+    })
+}
+
+fn load_items(path: &Path) -> Result<ItemTable> {
+    let (table, errors) = pricer::export::read_items(path).with_context(|| format!("reading {}", path.display()))?;
+    if !errors.is_empty() {
+        eprintln!("warning: {} malformed lines in {} (skipped)", errors.len(), path.display());
+        for e in errors.iter().take(pricer::curate::MAX_REPORTED_ERRORS) {
+            eprintln!("  {e}");
+        }
+    }
+    if table.is_empty() {
+        bail!("{} holds no items", path.display());
+    }
+    Ok(table)
+}
+
+fn parse_format(s: &str) -> Result<ExportFormat> {
+    ExportFormat::parse(s).with_context(|| format!("unknown format `{s}`: use parquet, jsonl, openai or csv"))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo { items, seed, out } => {
+            let t = Instant::now();
+            pricer::demo::write_demo(&out, items, seed, &stderr_progress())?;
+            eprintln!("wrote {items} synthetic demo lines (seed {seed}) to {} in {:.1?}", out.display(), t.elapsed());
+        }
+        Command::Curate {
+            inputs,
+            category,
+            out,
+            tokenizer,
+            min_tokens,
+            max_tokens,
+            min_chars,
+            ceiling_chars,
+            min_price,
+            max_price,
+            word_boundary,
+            report,
+        } => {
+            for p in &inputs {
+                if !p.exists() {
+                    bail!("{}: no such file", p.display());
+                }
+            }
+            let tok = match tokenizer {
+                Some(p) => Arc::new(PriceTokenizer::from_file(&p)?),
+                None => PriceTokenizer::llama31()?,
+            };
+            let opts = CurateOptions {
+                min_tokens,
+                max_tokens,
+                min_chars,
+                ceiling_chars,
+                min_price_usd: min_price,
+                max_price_usd: max_price,
+                word_boundary,
+            };
+            if opts.max_tokens == 0 {
+                bail!("--max-tokens must be positive");
+            }
+            let curator = Curator::new(tok, opts)?;
+            let sources: Vec<Source> = inputs.iter().map(|p| Source::from_path(p, category.clone())).collect();
+            let t = Instant::now();
+            let (table, rep) = curator.curate_sources(&sources, ReadOptions::default(), &stderr_progress())?;
+            eprintln!("{}", rep.summary());
+            eprintln!("curated in {:.1?} with {}", t.elapsed(), curator.tokenizer().name());
+            if let Some(r) = report {
+                pricer::export::write_atomic(&r, |w| {
+                    serde_json::to_writer_pretty(w, &rep).map_err(std::io::Error::other)
+                })?;
+            }
+            if table.is_empty() && rep.lines_read > 0 && rep.malformed == rep.lines_read {
+                bail!("no line of the input could be parsed");
+            }
+            pricer::export::write_items(&table, &out)?;
+            eprintln!("wrote {} items to {}", table.len(), out.display());
+        }
+        Command::Stats { items, json, bin_width } => {
+            if bin_width <= 0.0 {
+                bail!("--bin-width must be positive");
+            }
+            let table = load_items(&items)?;
+            let stats = TableStats::of(&table);
+            let hist = histogram(table.prices(), Bins::Width { start: 0.0, width: bin_width, end: 1000.0 });
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"stats": stats, "price_histogram": hist}))?
+                );
+            } else {
+                print_stats(&stats, &hist);
+            }
+        }
+        Command::Sample { items, preset, recipe, seed, train, test, out_dir, format } => {
+            let format = parse_format(&format)?;
+            let mut recipe = match recipe {
+                Some(p) => {
+                    let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                    let saved: pricer::sampling::SavedRecipe =
+                        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a recipe", p.display()))?;
+                    saved.recipe
+                }
+                None => Recipe::preset(&preset)
+                    .with_context(|| format!("unknown preset `{preset}`: use original or lite"))?,
+            };
+            if let Some(s) = seed {
+                recipe.balance.seed = s;
+                recipe.split.seed = s;
+            }
+            if let Some(n) = train {
+                recipe.split.n_train = n;
+            }
+            if let Some(n) = test {
+                recipe.split.n_test = n;
+            }
+            let table = load_items(&items)?;
+            let t = Instant::now();
+            let out = pricer::sampling::sample_and_export(&table, &recipe, &out_dir, format, &items)?;
+            eprintln!(
+                "sampled {} of {} items (avg ${:.2}) in {:.1?}; train {}, test {} → {}",
+                out.n_sampled,
+                table.len(),
+                out.mean_price_usd,
+                t.elapsed(),
+                out.n_train,
+                out.n_test,
+                out_dir.display()
+            );
+            for (c, n) in &out.category_counts {
+                eprintln!("  {c:<30} {n:>9}");
+            }
+        }
+        Command::Export { items, format, out, test_prompts } => {
+            let format = parse_format(&format)?;
+            let table = load_items(&items)?;
+            let all: Vec<usize> = (0..table.len()).collect();
+            let form = if test_prompts { TextForm::Test } else { TextForm::Train };
+            pricer::export::export(&table, &all, form, format, &out)?;
+            eprintln!("wrote {} items to {}", table.len(), out.display());
+        }
+        Command::Score { predictions, title, size, out } => {
+            let (pairs, extra) = pricer::tester::read_predictions(&predictions)?;
+            let report = pricer::tester::TestReport::new(&title, &pairs, size)?;
+            println!("{}", report.line());
+            eprintln!(
+                "n={} RMSE=${:.2} median error=${:.2} R²={:.3}",
+                report.items.len(),
+                report.rmse,
+                report.median_error,
+                report.r2
+            );
+            let out = out.unwrap_or_else(|| predictions.with_extension("scored.csv"));
+            report.write_csv(&out, &extra)?;
+            eprintln!("per-item scores written to {}", out.display());
+        }
+        Command::Download { categories, dir, endpoint, cache_dir } => {
+            let categories: Vec<String> = if categories.iter().any(|c| c == "all8") {
+                pricer::hub::ORIGINAL_CATEGORIES.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                categories
+            };
+            let opts = pricer::hub::HubOptions { endpoint, cache_dir, token: None };
+            let ctx = stderr_progress();
+            for c in &categories {
+                let path = pricer::hub::download_category(c, dir.as_deref(), &opts, &ctx)?;
+                println!("{}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_stats(stats: &TableStats, hist: &pricer::stats::Histogram) {
+    println!("items: {}", stats.n_items);
+    for (name, s) in [("price ($)", &stats.price), ("tokens", &stats.tokens), ("prompt chars", &stats.prompt_chars)] {
+        println!(
+            "{name:<13} mean {:>9.2}  std {:>9.2}  min {:>8.2}  p25 {:>8.2}  median {:>8.2}  p75 {:>8.2}  max {:>8.2}",
+            s.mean, s.std, s.min, s.p25, s.median, s.p75, s.max
+        );
+    }
+    println!("categories: {}", stats.categories.len());
+    for (c, n) in &stats.categories {
+        println!("  {c:<30} {n:>9}  {:5.1}%", *n as f64 / stats.n_items as f64 * 100.0);
+    }
+    println!("price histogram:");
+    let max = hist.counts.iter().copied().max().unwrap_or(1).max(1);
+    for (i, &n) in hist.counts.iter().enumerate() {
+        let bar = "#".repeat((n * 50 / max) as usize);
+        println!("  ${:>6.0}–{:<6.0} {n:>9} {bar}", hist.edges[i], hist.edges[i + 1]);
+    }
+}

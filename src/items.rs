@@ -1,0 +1,271 @@
+//! The curated item table: a columnar store (one string buffer per text column, plain vectors for
+//! numbers, categories as small integer codes) sized for millions of items, with the per-item
+//! view the rest of the program uses.
+
+use crate::sampling::price_slot;
+use crate::text::py_len;
+use serde::{Deserialize, Serialize};
+
+/// The question that opens every prompt.
+pub const QUESTION: &str = "How much does this cost to the nearest dollar?";
+/// The text right before the price in every prompt.
+pub const PREFIX: &str = "Price is $";
+
+/// One curated item, owned (for building tables and writing files).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CuratedItem {
+    /// The raw product title.
+    pub title: String,
+    /// Dataset/category name, e.g. `Automotive`.
+    pub category: String,
+    /// Price in USD.
+    pub price: f64,
+    /// The raw details as a JSON string (Python `json.dumps` form).
+    pub details: String,
+    /// The training prompt, ending `Price is $<dollars>.00`.
+    pub prompt: String,
+    /// Tokens in the prompt (no special tokens).
+    pub token_count: u32,
+}
+
+/// The prompt cut right after the first `Price is $` (what a model sees at test time).
+pub fn test_prompt(prompt: &str) -> &str {
+    match prompt.find(PREFIX) {
+        Some(i) => &prompt[..i + PREFIX.len()],
+        None => prompt,
+    }
+}
+
+/// A column of strings stored back to back in one buffer.
+#[derive(Clone, Debug, Default)]
+pub struct StrColumn {
+    data: String,
+    ends: Vec<u64>,
+}
+
+impl StrColumn {
+    /// Appends one string.
+    pub fn push(&mut self, s: &str) {
+        self.data.push_str(s);
+        self.ends.push(self.data.len() as u64);
+    }
+    /// The `i`-th string.
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.data[start..self.ends[i] as usize]
+    }
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    /// Whether the column is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    /// Bytes of text held.
+    pub fn text_bytes(&self) -> usize {
+        self.data.len()
+    }
+    /// Bytes of memory reserved (text and offsets).
+    pub fn heap_bytes(&self) -> usize {
+        self.data.capacity() + self.ends.capacity() * 8
+    }
+    fn shrink_to_fit(&mut self) {
+        self.data.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+}
+
+/// Curated items in columns. Row `i` of every column belongs to item `i`.
+#[derive(Clone, Debug, Default)]
+pub struct ItemTable {
+    titles: StrColumn,
+    details: StrColumn,
+    prompts: StrColumn,
+    category_codes: Vec<u16>,
+    category_names: Vec<String>,
+    prices: Vec<f64>,
+    token_counts: Vec<u16>,
+    prompt_chars: Vec<u32>,
+    slots: Vec<u16>,
+}
+
+/// A borrowed view of one item of an [`ItemTable`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ItemRef<'a> {
+    /// Row index in the table.
+    pub index: usize,
+    /// Raw title.
+    pub title: &'a str,
+    /// Category name.
+    pub category: &'a str,
+    /// Price in USD.
+    pub price: f64,
+    /// Raw details JSON string.
+    pub details: &'a str,
+    /// Training prompt.
+    pub prompt: &'a str,
+    /// Tokens in the prompt.
+    pub token_count: u32,
+}
+
+impl ItemRef<'_> {
+    /// The test prompt (cut after `Price is $`).
+    pub fn test_prompt(&self) -> &str {
+        test_prompt(self.prompt)
+    }
+    /// An owned copy.
+    pub fn to_owned_item(&self) -> CuratedItem {
+        CuratedItem {
+            title: self.title.to_owned(),
+            category: self.category.to_owned(),
+            price: self.price,
+            details: self.details.to_owned(),
+            prompt: self.prompt.to_owned(),
+            token_count: self.token_count,
+        }
+    }
+}
+
+impl ItemTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.prices.len()
+    }
+
+    /// Whether the table holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.prices.is_empty()
+    }
+
+    /// Appends one item.
+    pub fn push(&mut self, item: &CuratedItem) {
+        self.push_parts(&item.title, &item.category, item.price, &item.details, &item.prompt, item.token_count);
+    }
+
+    /// Appends one item from its parts.
+    pub fn push_parts(
+        &mut self,
+        title: &str,
+        category: &str,
+        price: f64,
+        details: &str,
+        prompt: &str,
+        token_count: u32,
+    ) {
+        let code = self.category_code(category);
+        self.titles.push(title);
+        self.details.push(details);
+        self.prompts.push(prompt);
+        self.category_codes.push(code);
+        self.prices.push(price);
+        self.token_counts.push(token_count.min(u32::from(u16::MAX)) as u16);
+        self.prompt_chars.push(py_len(prompt) as u32);
+        self.slots.push(price_slot(price, 1.0).min(u32::from(u16::MAX)) as u16);
+    }
+
+    /// Appends every item of `other`.
+    pub fn extend_from(&mut self, other: &ItemTable) {
+        for i in 0..other.len() {
+            let it = other.get(i);
+            self.push_parts(it.title, it.category, it.price, it.details, it.prompt, it.token_count);
+        }
+    }
+
+    fn category_code(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.category_names.iter().position(|c| c == name) {
+            return i as u16;
+        }
+        self.category_names.push(name.to_owned());
+        (self.category_names.len() - 1) as u16
+    }
+
+    /// The `i`-th item.
+    pub fn get(&self, i: usize) -> ItemRef<'_> {
+        ItemRef {
+            index: i,
+            title: self.titles.get(i),
+            category: &self.category_names[self.category_codes[i] as usize],
+            price: self.prices[i],
+            details: self.details.get(i),
+            prompt: self.prompts.get(i),
+            token_count: u32::from(self.token_counts[i]),
+        }
+    }
+
+    /// Iterates over all items.
+    pub fn iter(&self) -> impl Iterator<Item = ItemRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Prices in USD, one per item.
+    pub fn prices(&self) -> &[f64] {
+        &self.prices
+    }
+    /// Prompt token counts, one per item.
+    pub fn token_counts(&self) -> &[u16] {
+        &self.token_counts
+    }
+    /// Prompt lengths in characters, one per item.
+    pub fn prompt_chars(&self) -> &[u32] {
+        &self.prompt_chars
+    }
+    /// Category code of each item (index into [`Self::category_names`]).
+    pub fn category_codes(&self) -> &[u16] {
+        &self.category_codes
+    }
+    /// Category names in code order.
+    pub fn category_names(&self) -> &[String] {
+        &self.category_names
+    }
+    /// Price slot of each item (`round(price)`, half-even).
+    pub fn slots(&self) -> &[u16] {
+        &self.slots
+    }
+
+    /// A new table with the rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> ItemTable {
+        let mut out = ItemTable::new();
+        for &i in indices {
+            let it = self.get(i);
+            out.push_parts(it.title, it.category, it.price, it.details, it.prompt, it.token_count);
+        }
+        out.shrink_to_fit();
+        out
+    }
+
+    /// Releases spare capacity (call after building).
+    pub fn shrink_to_fit(&mut self) {
+        self.titles.shrink_to_fit();
+        self.details.shrink_to_fit();
+        self.prompts.shrink_to_fit();
+        self.category_codes.shrink_to_fit();
+        self.prices.shrink_to_fit();
+        self.token_counts.shrink_to_fit();
+        self.prompt_chars.shrink_to_fit();
+        self.slots.shrink_to_fit();
+    }
+
+    /// Bytes of prompt text held.
+    pub fn prompt_text_bytes(&self) -> usize {
+        self.prompts.text_bytes()
+    }
+
+    /// Bytes of heap memory the table holds (all columns).
+    pub fn heap_bytes(&self) -> usize {
+        self.titles.heap_bytes()
+            + self.details.heap_bytes()
+            + self.prompts.heap_bytes()
+            + self.category_codes.capacity() * 2
+            + self.prices.capacity() * 8
+            + self.token_counts.capacity() * 2
+            + self.prompt_chars.capacity() * 4
+            + self.slots.capacity() * 2
+            + self.category_names.iter().map(|s| s.capacity() + 24).sum::<usize>()
+    }
+}

@@ -1,0 +1,22 @@
+//! Pricer Studio's domain core: loading Amazon product metadata, curating it into prompt/price
+//! items exactly as the reference pipeline, statistics, balancing and splitting, exports, the
+//! Tester, Hub downloads and a synthetic demo dataset. No GUI dependency: the `pricer` CLI (and
+//! the app) drive this crate.
+
+pub mod curate;
+pub mod demo;
+pub mod error;
+pub mod export;
+pub mod hub;
+pub mod items;
+pub mod jobs;
+pub mod load;
+pub mod pyjson;
+pub mod sampling;
+pub mod stats;
+pub mod tester;
+pub mod text;
+pub mod tokenizer;
+mod unicode_tables;
+
+pub use error::{Error, Result};

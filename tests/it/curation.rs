@@ -1,0 +1,255 @@
+//! Curation exactly as the reference pipeline: golden tokens, real items, every rule.
+
+use crate::common::{read_jsonl, real_data};
+use pricer::curate::{CurateOptions, Curator, DropReason};
+use pricer::items::test_prompt;
+use pricer::load::{LineError, PriceField, RawRecord, parse_line};
+use pricer::tokenizer::PriceTokenizer;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+#[test]
+fn golden_number_tokens() {
+    let tok = PriceTokenizer::llama31().unwrap();
+    for (text, ids) in [
+        ("0", vec![15]),
+        ("1", vec![16]),
+        ("10", vec![605]),
+        ("100", vec![1041]),
+        ("999", vec![5500]),
+        ("1000", vec![1041, 15]),
+    ] {
+        assert_eq!(tok.encode(text).unwrap(), ids, "{text}");
+    }
+}
+
+#[test]
+fn golden_prompt_tail() {
+    let tok = PriceTokenizer::llama31().unwrap();
+    let ids =
+        tok.encode("How much does this cost?\n\nIt is sold by the manufacturer from\n\nPrice is $765.00").unwrap();
+    assert_eq!(&ids[ids.len() - 10..], &[279, 14290, 505, 271, 7117, 374, 400, 22240, 13, 410]);
+}
+
+#[test]
+fn real_prompts_reencode_to_their_token_count() {
+    let Some(path) = real_data("curated_items.jsonl") else { return };
+    let tok = PriceTokenizer::llama31().unwrap();
+    let mut checked = 0;
+    for item in read_jsonl(&path) {
+        let source = item["source"].as_str().unwrap();
+        let prompt = item["prompt"].as_str().unwrap();
+        assert!(prompt.ends_with(".00"));
+        assert_eq!(test_prompt(prompt), &prompt[..prompt.rfind("Price is $").unwrap() + 10]);
+        if source == "ed_test_2000[250:]" || source == "lite_appliances_test" {
+            assert_eq!(tok.count(prompt).unwrap() as u64, item["token_count"].as_u64().unwrap(), "{prompt}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3740);
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+}
+
+/// Curates every line of `input` the way the pipeline does and compares status, token count and
+/// prompt digest with the reference implementation's output (tools/reference_curate.py).
+fn check_against_reference(input: &Path, golden: &Path) {
+    let curator = Curator::original().unwrap();
+    let bytes = std::fs::read(input).unwrap();
+    let expected = std::fs::read_to_string(golden).unwrap();
+    let mut expected = expected.lines().map(|l| l.split('\t').map(str::to_owned).collect::<Vec<_>>());
+    let mut n = 0;
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let want = expected.next().expect("golden file shorter than input");
+        assert_eq!(want[0], (i + 1).to_string());
+        let (status, count, digest) = match parse_line(line) {
+            Err(_) => ("malformed".to_owned(), 0, "-".to_owned()),
+            Ok(rec) => match curator.curate(&rec, "X").unwrap() {
+                Ok(item) => {
+                    let digest: String =
+                        Sha256::digest(item.prompt.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+                    ("kept".to_owned(), item.token_count, digest)
+                }
+                Err(r) => (
+                    match r {
+                        DropReason::NoPrice => "no_price",
+                        DropReason::OutOfRange => "out_of_range",
+                        DropReason::TooShort => "too_short",
+                        DropReason::TooFewTokens => "too_few_tokens",
+                    }
+                    .to_owned(),
+                    0,
+                    "-".to_owned(),
+                ),
+            },
+        };
+        assert_eq!(
+            (status.as_str(), count.to_string().as_str(), digest.as_str()),
+            (want[1].as_str(), want[2].as_str(), want[3].as_str()),
+            "line {}",
+            i + 1
+        );
+        n += 1;
+    }
+    assert!(expected.next().is_none(), "golden file longer than input");
+    assert!(n > 0);
+}
+
+#[test]
+fn edge_cases_match_reference() {
+    check_against_reference(&fixture("fixtures/edge_cases.jsonl"), &fixture("golden/edge_cases.tsv"));
+}
+
+#[test]
+fn demo_lines_match_reference() {
+    check_against_reference(&fixture("fixtures/demo_300.jsonl"), &fixture("golden/demo_300.tsv"));
+}
+
+#[test]
+fn real_raw_rows_match_reference() {
+    let Some(path) = real_data("raw_meta_rows_hf_form.jsonl") else { return };
+    check_against_reference(&path, &fixture("golden/real_raw_rows.tsv"));
+}
+
+fn record(title: &str, price: PriceField, description: &str, details: &str) -> RawRecord {
+    RawRecord {
+        main_category: None,
+        title: title.to_owned(),
+        features: Vec::new(),
+        description: vec![description.to_owned()],
+        price,
+        details: details.to_owned(),
+    }
+}
+
+const FILLER: &str = "This sturdy product is designed for everyday use in homes, garages and offices. It installs \
+    quickly, works with most standard fittings, and comes with clear instructions. The finish resists scratches and \
+    fading, and every unit is inspected before shipping. ";
+
+#[test]
+fn removals_apply_in_order() {
+    use pricer::text::scrub_details;
+    assert_eq!(scrub_details(r#"{"Batteries Included?": "No", "Brand": "X"}"#), r#"{, "Brand" "X"}"#);
+    // "Item" goes before "Number of": "Number of Items" → "Number of s" → " s".
+    assert_eq!(scrub_details("Number of Items"), " s");
+    assert_eq!(scrub_details("Item Package Quantity"), "  Quantity");
+    assert_eq!(
+        scrub_details("Product Dimensions; Best Sellers Rank; Date First Available"),
+        "Dimensions;  Rank;  Available"
+    );
+    assert_eq!(scrub_details("Is Discontinued By Manufacturer"), "Is Discontinued ");
+}
+
+#[test]
+fn scrub_drops_long_words_with_digits() {
+    use pricer::text::scrub;
+    assert_eq!(scrub("ABC1234 AB1234 abcdefg 【Pro】 x"), "AB1234 abcdefg Pro x");
+    assert_eq!(scrub(r#"{"Brand": "Acme" , "Size": [1,2]}"#), "Brand Acme, Size 1,2");
+    assert_eq!(scrub("a ,,, b ,, c"), "a, b, c");
+    assert_eq!(scrub("  \u{1c}lead\u{3000}and\ttrail \n "), "lead and trail");
+    assert_eq!(scrub("１２３４５６７ x²y²z²q 1234567890"), "");
+}
+
+#[test]
+fn boundaries_are_inclusive_and_strict_where_the_original_is() {
+    let curator = Curator::original().unwrap();
+    let body = FILLER.repeat(4);
+    let status = |price: PriceField| curator.curate(&record("Widget", price, &body, ""), "C").unwrap();
+    assert!(status(PriceField::Number(0.5)).is_ok());
+    assert!(status(PriceField::Number(999.49)).is_ok());
+    assert!(status(PriceField::Text("999.49".into())).is_ok());
+    assert_eq!(status(PriceField::Number(999.4900001)).unwrap_err(), DropReason::OutOfRange);
+    assert_eq!(status(PriceField::Number(0.4999)).unwrap_err(), DropReason::OutOfRange);
+    assert_eq!(status(PriceField::Text("None".into())).unwrap_err(), DropReason::NoPrice);
+    assert_eq!(status(PriceField::Missing).unwrap_err(), DropReason::NoPrice);
+
+    // Contents: description + "\n"; 300 characters is too short, 301 is enough.
+    let short = curator.curate(&record("W", PriceField::Number(5.0), &"a".repeat(299), ""), "C").unwrap();
+    assert_eq!(short.unwrap_err(), DropReason::TooShort);
+    let long = record("W", PriceField::Number(5.0), &"a ".repeat(150), "");
+    assert_ne!(curator.curate(&long, "C").unwrap().err(), Some(DropReason::TooShort));
+
+    // Tokens: kept only with more than min_tokens.
+    let rec = record("Widget", PriceField::Number(5.0), &body, "");
+    let text = format!("{}\n{}", pricer::text::scrub("Widget"), pricer::text::scrub(&Curator::contents(&rec)));
+    let n = curator.tokenizer().count(&text).unwrap();
+    let with_min = |min_tokens| {
+        let opts = CurateOptions { min_tokens, max_tokens: 400, ..CurateOptions::default() };
+        Curator::new(curator.tokenizer().clone(), opts).unwrap().curate(&rec, "C").unwrap()
+    };
+    assert_eq!(with_min(n).unwrap_err(), DropReason::TooFewTokens);
+    assert!(with_min(n - 1).is_ok());
+}
+
+#[test]
+fn prices_round_half_even_into_the_prompt() {
+    let curator = Curator::original().unwrap();
+    let body = FILLER.repeat(4);
+    for (price, tail) in [(226.5, "$226.00"), (227.5, "$228.00"), (0.5, "$0.00"), (1.5, "$2.00"), (19.99, "$20.00")] {
+        let item = curator.curate(&record("Widget", PriceField::Number(price), &body, ""), "C").unwrap().unwrap();
+        assert!(item.prompt.ends_with(&format!("\n\nPrice is {tail}")), "{price}: {}", item.prompt);
+        assert_eq!(item.price, price);
+        assert!(test_prompt(&item.prompt).ends_with("\n\nPrice is $"));
+    }
+}
+
+#[test]
+fn decode_cleans_up_spaces_like_transformers() {
+    let tok = PriceTokenizer::llama31().unwrap();
+    let ids = tok.encode("It is n't bad . I 'm sure it 's good , we 've seen they 're happy ! Really ?").unwrap();
+    assert_eq!(tok.decode(&ids).unwrap(), "It isn't bad. I'm sure it's good, we've seen they're happy! Really?");
+    assert!(tok.decode_raw(&ids).unwrap().contains(" n't"));
+}
+
+#[test]
+fn object_details_become_python_json_dumps() {
+    let line = r#"{"title": "T", "price": 10, "details": {"Brand": "Café", "Weight": 1.0, "Rank": {"A": 12}}}"#;
+    let rec = parse_line(line.as_bytes()).unwrap();
+    assert_eq!(rec.details, r#"{"Brand": "Caf\u00e9", "Weight": 1.0, "Rank": {"A": 12}}"#);
+    // Hugging Face row form: price and details are strings, taken as they are.
+    let hf = r#"{"title": "T", "price": "25.55", "details": "{\"Brand\": \"Caf\\u00e9\"}"}"#;
+    let rec = parse_line(hf.as_bytes()).unwrap();
+    assert_eq!(rec.price, PriceField::Text("25.55".into()));
+    assert_eq!(rec.price.parse(), Some(25.55));
+    assert_eq!(rec.details, r#"{"Brand": "Caf\u00e9"}"#);
+}
+
+#[test]
+fn malformed_lines_are_rejected_with_reasons() {
+    for bad in
+        [&b"{not json"[..], b"{\"title\": 5}", b"{\"price\": true}", b"{\"features\": \"x\"}", b"\xff\xfe{}", b"[1,2]"]
+    {
+        let err = parse_line(bad).unwrap_err();
+        assert!(!err.is_empty());
+    }
+    let e = LineError { file: "f.jsonl".into(), line: 7, message: "oops".into() };
+    assert_eq!(e.to_string(), "f.jsonl:7: oops");
+}
+
+#[test]
+fn word_boundary_option_never_cuts_mid_word() {
+    let tok = PriceTokenizer::llama31().unwrap();
+    let body = "Extraordinarily comprehensive multifunctional instrumentation ".repeat(40);
+    let rec = record("Widget", PriceField::Number(9.0), &body, "");
+    let full = ["Extraordinarily", "comprehensive", "multifunctional", "instrumentation"];
+    let last_word = |p: &str| p.split("\n\n").nth(1).unwrap().split_whitespace().last().unwrap().to_owned();
+    let mut mid_word_cuts = 0;
+    for max_tokens in 55..70 {
+        let opts = CurateOptions { min_tokens: 50, max_tokens, ..CurateOptions::default() };
+        let orig = Curator::new(tok.clone(), opts.clone()).unwrap();
+        let wb = Curator::new(tok.clone(), CurateOptions { word_boundary: true, ..opts }).unwrap();
+        let a = orig.curate(&rec, "C").unwrap().unwrap();
+        let b = wb.curate(&rec, "C").unwrap().unwrap();
+        assert!(full.contains(&last_word(&b.prompt).as_str()), "{}", b.prompt);
+        if !full.contains(&last_word(&a.prompt).as_str()) {
+            mid_word_cuts += 1;
+            assert!(b.prompt.len() < a.prompt.len());
+        }
+    }
+    assert!(mid_word_cuts > 0, "the original pipeline should cut mid-word for some limits");
+}
