@@ -252,10 +252,14 @@ impl Curator {
                     report.cancelled = true;
                     break;
                 }
+                let done = match &chunk {
+                    Chunk::Lines { bytes_read, .. } | Chunk::Records { bytes_read, .. } => *bytes_read,
+                    Chunk::FileError { .. } => counter.load(Ordering::Relaxed),
+                };
                 self.absorb_chunk(chunk, sources, &mut table, &mut report)?;
                 ctx.report(&Progress {
                     stage: "curating".into(),
-                    done: counter.load(Ordering::Relaxed),
+                    done,
                     total: total_bytes,
                     n_items: table.len() as u64,
                 });
@@ -274,41 +278,41 @@ impl Curator {
         report: &mut CurationReport,
     ) -> Result<()> {
         type Outcome = Result<std::result::Result<std::result::Result<CuratedItem, DropReason>, LineError>>;
-        let (source, outcomes): (usize, Vec<Outcome>) = match chunk {
+        let outcomes: Vec<Outcome> = match chunk {
             Chunk::FileError { message, .. } => {
                 report.file_errors.push(message);
                 return Ok(());
             }
-            Chunk::Lines { source, buf, spans, errors } => {
-                for e in &errors {
-                    report.lines_read += 1;
-                    report.add_error(e);
-                }
-                let name = &sources[source].name;
+            Chunk::Lines { source, buf, spans, errors, .. } => {
                 let src = &sources[source];
-                let outcomes = spans
+                let mut outcomes: Vec<(u64, Outcome)> = spans
                     .par_iter()
                     .filter(|(s, e, _)| !buf[*s..*e].iter().all(u8::is_ascii_whitespace))
-                    .map(|&(s, e, line)| match parse_line(&buf[s..e]) {
-                        Ok(rec) => self.curate(&rec, &category_of(src, &rec)).map(Ok),
-                        Err(message) => Ok(Err(LineError { file: name.clone(), line, message })),
+                    .map(|&(s, e, line)| {
+                        let outcome = match parse_line(&buf[s..e]) {
+                            Ok(rec) => self.curate(&rec, &category_of(src, &rec)).map(Ok),
+                            Err(message) => Ok(Err(LineError { file: src.name.clone(), line, message })),
+                        };
+                        (line, outcome)
                     })
                     .collect();
-                (source, outcomes)
+                if !errors.is_empty() {
+                    // Lines rejected by the reader (too long) take their place in line order.
+                    outcomes.extend(errors.into_iter().map(|e| (e.line, Ok(Err(e)))));
+                    outcomes.sort_by_key(|(line, _)| *line);
+                }
+                outcomes.into_iter().map(|(_, o)| o).collect()
             }
-            Chunk::Records { source, rows } => {
+            Chunk::Records { source, rows, .. } => {
                 let src = &sources[source];
-                let outcomes = rows
-                    .into_par_iter()
+                rows.into_par_iter()
                     .map(|(line, rec)| match rec {
                         Ok(rec) => self.curate(&rec, &category_of(src, &rec)).map(Ok),
                         Err(message) => Ok(Err(LineError { file: src.name.clone(), line, message })),
                     })
-                    .collect();
-                (source, outcomes)
+                    .collect()
             }
         };
-        let _ = source;
         for outcome in outcomes {
             report.lines_read += 1;
             match outcome? {

@@ -258,6 +258,8 @@ pub enum Chunk {
         spans: Vec<(usize, usize, u64)>,
         /// Lines that were malformed before parsing (too long).
         errors: Vec<LineError>,
+        /// Input bytes read (over all sources) when the chunk was cut, for progress.
+        bytes_read: u64,
     },
     /// Records already decoded (Parquet rows).
     Records {
@@ -265,6 +267,8 @@ pub enum Chunk {
         source: usize,
         /// (row number, record or error).
         rows: Vec<(u64, std::result::Result<RawRecord, String>)>,
+        /// Input bytes read (over all sources) when the chunk was cut, for progress.
+        bytes_read: u64,
     },
     /// A whole-file problem (unreadable file, truncated gzip); what was read before is kept.
     FileError {
@@ -309,11 +313,15 @@ pub fn read_sources(
             }
         };
         let keep_going = match src.format {
-            InputFormat::Jsonl => read_lines(si, &src.name, reader, opts, &mut send),
+            InputFormat::Jsonl => read_lines(si, &src.name, reader, opts, counter, &mut send),
             InputFormat::JsonlGz => {
-                read_lines(si, &src.name, Box::new(flate2::read::MultiGzDecoder::new(reader)), opts, &mut send)
+                let gz = Box::new(flate2::read::MultiGzDecoder::new(reader));
+                read_lines(si, &src.name, gz, opts, counter, &mut send)
             }
-            InputFormat::Parquet => read_parquet(si, src, &mut send),
+            InputFormat::Parquet => {
+                counter.fetch_add(src.size(), Ordering::Relaxed);
+                read_parquet(si, src, counter, &mut send)
+            }
         };
         if !keep_going {
             return;
@@ -327,8 +335,10 @@ fn read_lines(
     name: &str,
     reader: Box<dyn Read + Send>,
     opts: ReadOptions,
+    counter: &AtomicU64,
     send: &mut impl FnMut(Chunk) -> bool,
 ) -> bool {
+    let pos = || counter.load(Ordering::Relaxed);
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut buf = Vec::with_capacity(opts.chunk_bytes + (64 << 10));
     let mut spans = Vec::new();
@@ -343,7 +353,8 @@ fn read_lines(
             Err(e) => {
                 // Keep what was read: flush the partial chunk, then report the file problem.
                 let message = format!("{name}: read error after line {line_no}: {e} (lines before it were kept)");
-                return send(Chunk::Lines { source, buf, spans, errors }) && send(Chunk::FileError { source, message });
+                return send(Chunk::Lines { source, buf, spans, errors, bytes_read: pos() })
+                    && send(Chunk::FileError { source, message });
             }
         };
         if available.is_empty() {
@@ -352,7 +363,7 @@ fn read_lines(
                 line_no += 1;
                 push_line(&mut buf, &mut spans, &mut errors, &mut line_start, &mut too_long, line_no, name, opts);
             }
-            return send(Chunk::Lines { source, buf, spans, errors });
+            return send(Chunk::Lines { source, buf, spans, errors, bytes_read: pos() });
         }
         let (piece, found_newline) = match available.iter().position(|&b| b == b'\n') {
             Some(i) => (&available[..i], true),
@@ -378,6 +389,7 @@ fn read_lines(
                     buf: full,
                     spans: std::mem::take(&mut spans),
                     errors: std::mem::take(&mut errors),
+                    bytes_read: pos(),
                 }) {
                     return false;
                 }
@@ -415,7 +427,8 @@ fn push_line(
     *line_start = buf.len();
 }
 
-fn read_parquet(source: usize, src: &Source, send: &mut impl FnMut(Chunk) -> bool) -> bool {
+fn read_parquet(source: usize, src: &Source, counter: &AtomicU64, send: &mut impl FnMut(Chunk) -> bool) -> bool {
+    let pos = || counter.load(Ordering::Relaxed);
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let rows = match &src.data {
         SourceData::Path(p) => std::fs::File::open(p)
@@ -441,11 +454,12 @@ fn read_parquet(source: usize, src: &Source, send: &mut impl FnMut(Chunk) -> boo
             Err(e) => Err(e.to_string()),
         };
         batch.push((i as u64 + 1, rec));
-        if batch.len() == 4096 && !send(Chunk::Records { source, rows: std::mem::take(&mut batch) }) {
+        if batch.len() == 4096 && !send(Chunk::Records { source, rows: std::mem::take(&mut batch), bytes_read: pos() })
+        {
             return false;
         }
     }
-    send(Chunk::Records { source, rows: batch })
+    send(Chunk::Records { source, rows: batch, bytes_read: pos() })
 }
 
 fn record_from_parquet_row(row: &parquet::record::Row) -> std::result::Result<RawRecord, String> {

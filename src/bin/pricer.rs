@@ -334,7 +334,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Score { predictions, title, size, out } => {
             let (pairs, extra) = pricer::tester::read_predictions(&predictions)?;
             let report = pricer::tester::TestReport::new(&title, &pairs, size)?;
-            println!("{}", report.line());
+            print_out(&report.line());
             eprintln!(
                 "n={} RMSE=${:.2} median error=${:.2} R²={:.3}",
                 report.items.len(),
@@ -356,29 +356,40 @@ fn run(cli: Cli) -> Result<()> {
             let ctx = stderr_progress();
             for c in &categories {
                 let path = pricer::hub::download_category(c, dir.as_deref(), &opts, &ctx)?;
-                println!("{}", path.display());
+                print_out(&path.display().to_string());
             }
         }
     }
     Ok(())
 }
 
+/// Writes to stdout; a closed pipe (`pricer stats … | head`) is not an error worth a panic.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.write_all(b"\n"));
+}
+
 fn print_stats(stats: &TableStats, hist: &pricer::stats::Histogram) {
-    println!("items: {}", stats.n_items);
+    use std::fmt::Write;
+    let mut text = String::new();
+    let _ = writeln!(text, "items: {}", stats.n_items);
     for (name, s) in [("price ($)", &stats.price), ("tokens", &stats.tokens), ("prompt chars", &stats.prompt_chars)] {
-        println!(
+        let _ = writeln!(
+            text,
             "{name:<13} mean {:>9.2}  std {:>9.2}  min {:>8.2}  p25 {:>8.2}  median {:>8.2}  p75 {:>8.2}  max {:>8.2}",
             s.mean, s.std, s.min, s.p25, s.median, s.p75, s.max
         );
     }
-    println!("categories: {}", stats.categories.len());
+    let _ = writeln!(text, "categories: {}", stats.categories.len());
     for (c, n) in &stats.categories {
-        println!("  {c:<30} {n:>9}  {:5.1}%", *n as f64 / stats.n_items as f64 * 100.0);
+        let _ = writeln!(text, "  {c:<30} {n:>9}  {:5.1}%", *n as f64 / stats.n_items as f64 * 100.0);
     }
-    println!("price histogram:");
+    let _ = writeln!(text, "price histogram:");
     let max = hist.counts.iter().copied().max().unwrap_or(1).max(1);
     for (i, &n) in hist.counts.iter().enumerate() {
         let bar = "#".repeat((n * 50 / max) as usize);
-        println!("  ${:>6.0}–{:<6.0} {n:>9} {bar}", hist.edges[i], hist.edges[i + 1]);
+        let _ = writeln!(text, "  ${:>6.0}–{:<6.0} {n:>9} {bar}", hist.edges[i], hist.edges[i + 1]);
     }
+    print_out(text.trim_end());
 }

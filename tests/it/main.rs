@@ -1,4 +1,10 @@
 //! Integration tests of Pricer Studio's core and CLI (one binary, one module per area).
 
+mod cli;
 mod common;
 mod curation;
+mod export;
+mod hub;
+mod loading;
+mod sampling;
+mod tester;

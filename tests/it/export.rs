@@ -1,0 +1,91 @@
+//! Export formats and atomic writes.
+
+use pricer::export::{ExportFormat, TextForm, export, read_items, write_atomic, write_items};
+use pricer::items::{ItemTable, test_prompt};
+use std::path::Path;
+
+fn demo_items() -> ItemTable {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo_300.jsonl");
+    let src = pricer::load::Source::from_path(p, None);
+    let curator = pricer::curate::Curator::original().unwrap();
+    curator.curate_sources(&[src], Default::default(), &Default::default()).unwrap().0
+}
+
+#[test]
+fn items_round_trip_through_jsonl_and_parquet() {
+    let t = demo_items();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["items.jsonl", "items.parquet"] {
+        let path = dir.path().join(name);
+        write_items(&t, &path).unwrap();
+        let (back, errors) = read_items(&path).unwrap();
+        assert!(errors.is_empty());
+        let a: Vec<_> = t.iter().map(|i| i.to_owned_item()).collect();
+        let b: Vec<_> = back.iter().map(|i| i.to_owned_item()).collect();
+        assert_eq!(a, b, "{name}");
+    }
+}
+
+#[test]
+fn training_formats_carry_the_right_text() {
+    let t = demo_items();
+    let idx: Vec<usize> = (0..t.len()).rev().collect();
+    let dir = tempfile::tempdir().unwrap();
+
+    let pq = dir.path().join("test.parquet");
+    export(&t, &idx, TextForm::Test, ExportFormat::Parquet, &pq).unwrap();
+    let (back, _) = read_items(&pq).unwrap();
+    assert_eq!(back.len(), idx.len());
+    for (k, &i) in idx.iter().enumerate() {
+        assert_eq!(back.get(k).prompt, test_prompt(t.get(i).prompt));
+        assert!(back.get(k).prompt.ends_with("\n\nPrice is $"));
+        assert_eq!(back.get(k).price, t.get(i).price);
+    }
+
+    let jl = dir.path().join("train.jsonl");
+    export(&t, &idx, TextForm::Train, ExportFormat::Jsonl, &jl).unwrap();
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&jl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows[0]["text"], t.get(idx[0]).prompt);
+    assert_eq!(rows[0]["price"], t.get(idx[0]).price);
+
+    let oa = dir.path().join("chat.jsonl");
+    export(&t, &idx, TextForm::Train, ExportFormat::Openai, &oa).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&oa).unwrap().lines().next().unwrap()).unwrap();
+    let msgs = first["messages"].as_array().unwrap();
+    assert_eq!(msgs[0]["role"], "system");
+    assert_eq!(msgs[0]["content"], "You estimate prices of items. Reply only with the price, no explanation");
+    let user = msgs[1]["content"].as_str().unwrap();
+    assert!(user.starts_with("How much does this cost?\n\n"));
+    assert!(!user.contains("Price is $"));
+    assert_eq!(msgs[2]["content"], format!("Price is ${:.2}", t.get(idx[0]).price));
+
+    let csv = dir.path().join("items.csv");
+    export(&t, &idx, TextForm::Train, ExportFormat::Csv, &csv).unwrap();
+    let mut rdr = csv::Reader::from_path(&csv).unwrap();
+    assert_eq!(
+        rdr.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["title", "category", "price", "token_count", "text"]
+    );
+    let rec = rdr.records().next().unwrap().unwrap();
+    assert_eq!(&rec[4], t.get(idx[0]).prompt);
+}
+
+#[test]
+fn failed_write_leaves_the_old_file_and_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    std::fs::write(&path, "old contents\n").unwrap();
+    let err = write_atomic(&path, |w| {
+        use std::io::Write;
+        w.write_all(b"half a file")?;
+        Err(std::io::Error::other("disk on fire"))
+    });
+    assert!(err.unwrap_err().to_string().contains("disk on fire"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "old contents\n");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["out.jsonl"]);
+    write_atomic(&path, |w| std::io::Write::write_all(w, b"new\n")).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+}
