@@ -1,1 +1,204 @@
-fn main() {}
+//! Benchmarks of the core, with the targets of the foundation issue:
+//! - curation throughput on ≥ 200,000 realistic raw lines vs. the floor of only tokenizing the
+//!   same texts with the same tokenizer (target ≤ 1.5×), on 1 and on all cores;
+//! - memory of the curated table for 2.8M items (target ≤ 2 bytes per byte of prompt text);
+//! - one balancing pass over 2.8M items (target ≤ 50 ms);
+//! - a 100-bin histogram of 2.8M prices (target ≤ 5 ms).
+//!
+//! `cargo bench --bench core_bench -- [curation] [memory] [balance] [histogram]` (all by default;
+//! `--lines N` sets the raw lines of the curation run). Prints one result line per measurement.
+
+use pricer::curate::Curator;
+use pricer::items::ItemTable;
+use pricer::jobs::JobCtx;
+use pricer::load::{ReadOptions, Source, parse_line};
+use pricer::sampling::{BalanceParams, SlotCategoryCounts, balance, preview};
+use pricer::stats::{Bins, histogram, price_histogram};
+use pricer::text::{py_len, py_prefix, scrub};
+use rayon::prelude::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const N_ITEMS: usize = 2_800_000;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn proc_status_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The texts the pipeline tokenizes: records with a price in range and contents long enough.
+fn texts_to_tokenize(raw: &[u8]) -> Vec<String> {
+    raw.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| parse_line(l).ok())
+        .filter_map(|r| {
+            let price = r.price.parse()?;
+            if !(0.5..=999.49).contains(&price) {
+                return None;
+            }
+            let contents = Curator::contents(&r);
+            if py_len(&contents) <= 300 {
+                return None;
+            }
+            Some(format!("{}\n{}", scrub(&r.title), scrub(py_prefix(&contents, 1120))))
+        })
+        .collect()
+}
+
+fn bench_curation(n_lines: usize) {
+    let raw: Arc<[u8]> = pricer::demo::demo_bytes(n_lines, 42).into();
+    let texts = texts_to_tokenize(&raw);
+    let curator = Curator::original().expect("tokenizer");
+    let tok = curator.tokenizer().clone();
+    let mb = raw.len() as f64 / 1e6;
+    let threads_all = rayon::current_num_threads();
+    for threads in [1, threads_all] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        // Warm the tokenizer's cache the same way for both measurements.
+        pool.install(|| texts.par_iter().take(2000).for_each(|t| drop(tok.encode(t))));
+        let t0 = Instant::now();
+        let n_tokens: usize = pool.install(|| texts.par_iter().map(|t| tok.encode(t).map_or(0, |ids| ids.len())).sum());
+        let floor = t0.elapsed();
+        let src = Source::from_bytes("bench.jsonl", raw.clone(), None);
+        let t0 = Instant::now();
+        let (table, report) =
+            pool.install(|| curator.curate_sources(&[src], ReadOptions::default(), &JobCtx::default()).expect("curate"));
+        let full = t0.elapsed();
+        println!(
+            "curation  threads={threads} lines={n_lines} ({mb:.0} MB) texts={} tokens={n_tokens} kept={} | tokenize-only floor {:.2}s ({:.0} lines/s) | full curation {:.2}s ({:.0} lines/s, {:.1} MB/s) | ratio {:.2}x (target <= 1.5x)",
+            texts.len(),
+            table.len(),
+            floor.as_secs_f64(),
+            n_lines as f64 / floor.as_secs_f64(),
+            full.as_secs_f64(),
+            n_lines as f64 / full.as_secs_f64(),
+            mb / full.as_secs_f64(),
+            full.as_secs_f64() / floor.as_secs_f64(),
+        );
+        assert_eq!(report.kept as usize, table.len());
+    }
+}
+
+/// A table of `n` items made from curated demo items (prices jittered so slots fill like a
+/// real catalogue).
+fn big_table(n: usize) -> ItemTable {
+    // Real curated items (../shared) when present, so titles and details have real sizes;
+    // otherwise curated demo items.
+    let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/real/curated_items.jsonl");
+    let (base, origin) = if real.exists() {
+        (pricer::export::read_items(&real).expect("real items").0, "real curated items")
+    } else {
+        let raw: Arc<[u8]> = pricer::demo::demo_bytes(40_000, 7).into();
+        let curator = Curator::original().expect("tokenizer");
+        let src = Source::from_bytes("seed.jsonl", raw, None);
+        (curator.curate_sources(&[src], ReadOptions::default(), &JobCtx::default()).expect("curate").0, "demo items")
+    };
+    println!("memory    table built from {} {origin}, repeated with jittered prices", base.len());
+    let items: Vec<_> = base.iter().map(|i| i.to_owned_item()).collect();
+    drop(base);
+    let rss_before = proc_status_kib("VmRSS:");
+    let mut table = ItemTable::new();
+    let t0 = Instant::now();
+    for k in 0..n {
+        let it = &items[k % items.len()];
+        let jitter = 1.0 + ((k / items.len()) as f64 * 0.013) % 0.2 - 0.1;
+        let price = (it.price * jitter).clamp(0.5, 999.49);
+        table.push_parts(&it.title, &it.category, price, &it.details, &it.prompt, it.token_count);
+    }
+    table.shrink_to_fit();
+    let build = t0.elapsed();
+    let rss_after = proc_status_kib("VmRSS:");
+    let prompt_bytes = table.prompt_text_bytes() as f64;
+    println!(
+        "memory    items={n} prompt text {:.0} MB | table heap {:.0} MB = {:.2} bytes per prompt byte | RSS growth {:.0} MB = {:.2} bytes per prompt byte | peak RSS of process {:.0} MB (target <= 2.0) | built in {:.1}s",
+        prompt_bytes / 1e6,
+        table.heap_bytes() as f64 / 1e6,
+        table.heap_bytes() as f64 / prompt_bytes,
+        (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / 1e6,
+        (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / prompt_bytes,
+        proc_status_kib("VmHWM:") as f64 * 1024.0 / 1e6,
+        build.as_secs_f64()
+    );
+    table
+}
+
+fn bench_balance(table: &ItemTable) {
+    let params = BalanceParams::original();
+    let _ = balance(table, &params);
+    let runs: Vec<Duration> = (0..7)
+        .map(|_| {
+            let t0 = Instant::now();
+            std::hint::black_box(balance(table, &params));
+            t0.elapsed()
+        })
+        .collect();
+    let n = balance(table, &params).len();
+    let counts = SlotCategoryCounts::from_table(table, 1.0);
+    let t0 = Instant::now();
+    let p = preview(&counts, table.category_names(), &params);
+    let preview_time = t0.elapsed();
+    println!(
+        "balance   items={} sampled={n} | full exact pass median {:.1} ms, worst {:.1} ms (target <= 50 ms) | count-table preview {:.3} ms (expected {:.0})",
+        table.len(),
+        median(runs.clone()).as_secs_f64() * 1e3,
+        runs.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        preview_time.as_secs_f64() * 1e3,
+        p.total
+    );
+}
+
+fn bench_histogram(table: &ItemTable) {
+    let bins = Bins::Count { n: 100, min: 0.0, max: 1000.0 };
+    let runs: Vec<Duration> = (0..21)
+        .map(|_| {
+            let t0 = Instant::now();
+            std::hint::black_box(price_histogram(table, bins));
+            t0.elapsed()
+        })
+        .collect();
+    let float_runs: Vec<Duration> = (0..21)
+        .map(|_| {
+            let t0 = Instant::now();
+            std::hint::black_box(histogram(table.prices(), bins));
+            t0.elapsed()
+        })
+        .collect();
+    let h = price_histogram(table, bins);
+    assert_eq!(h.total(), histogram(table.prices(), bins).total());
+    println!(
+        "histogram items={} bins=100 total={} | cents path median {:.2} ms, worst {:.2} ms (target <= 5 ms) | float path median {:.2} ms",
+        table.len(),
+        h.total(),
+        median(runs.clone()).as_secs_f64() * 1e3,
+        runs.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        median(float_runs).as_secs_f64() * 1e3,
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let lines = args.iter().position(|a| a == "--lines").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(200_000);
+    let wants = |name: &str| args.iter().all(|a| a.starts_with("--") || a.parse::<usize>().is_ok()) || args.iter().any(|a| a == name);
+    println!("machine: {} threads", rayon::current_num_threads());
+    if wants("curation") {
+        bench_curation(lines);
+    }
+    if wants("memory") || wants("balance") || wants("histogram") {
+        let table = big_table(N_ITEMS);
+        if wants("balance") {
+            bench_balance(&table);
+        }
+        if wants("histogram") {
+            bench_histogram(&table);
+        }
+    }
+}

@@ -158,7 +158,8 @@ pub fn write_items(table: &ItemTable, path: &Path) -> Result<()> {
         let n = table.len();
         let titles: Vec<&str> = (0..n).map(|i| table.get(i).title).collect();
         let cats: Vec<&str> = (0..n).map(|i| table.get(i).category).collect();
-        let details: Vec<&str> = (0..n).map(|i| table.get(i).details).collect();
+        let details_owned: Vec<String> = (0..n).map(|i| table.get(i).details()).collect();
+        let details: Vec<&str> = details_owned.iter().map(String::as_str).collect();
         let prompts: Vec<&str> = (0..n).map(|i| table.get(i).prompt).collect();
         let counts: Vec<f64> = table.token_counts().iter().map(|&c| f64::from(c)).collect();
         write_parquet(

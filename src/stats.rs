@@ -114,27 +114,30 @@ pub fn histogram<T: Copy + Into<f64> + Send + Sync>(values: &[T], bins: Bins) ->
     let scale = if span > 0.0 { n as f64 / span } else { 0.0 };
     let edges: Vec<f64> =
         (0..=n).map(|i| lo + span * i as f64 / n as f64).map(|e| if log { 10f64.powf(e) } else { e }).collect();
+    let chunk = (values.len() / (rayon::current_num_threads() * 4)).max(1 << 14);
     let (counts, below, above) = values
-        .par_chunks(1 << 16)
+        .par_chunks(chunk)
         .map(|chunk| {
             let mut counts = vec![0u64; n];
             let (mut below, mut above) = (0u64, 0u64);
-            for &v in chunk {
-                let mut x: f64 = v.into();
-                if log {
-                    if x <= 0.0 {
-                        below += 1;
-                        continue;
-                    }
-                    x = x.log10();
-                }
-                if x < lo || x.is_nan() {
+            let mut bin = |x: f64| {
+                // NaN fails both comparisons and lands in `below`.
+                if !(x >= lo) {
                     below += 1;
                 } else if x > hi {
                     above += 1;
                 } else {
-                    let b = (((x - lo) * scale) as usize).min(n - 1);
-                    counts[b] += 1;
+                    counts[(((x - lo) * scale) as usize).min(n - 1)] += 1;
+                }
+            };
+            if log {
+                for &v in chunk {
+                    let x: f64 = v.into();
+                    bin(if x > 0.0 { x.log10() } else { f64::NEG_INFINITY });
+                }
+            } else {
+                for &v in chunk {
+                    bin(v.into());
                 }
             }
             (counts, below, above)
@@ -147,6 +150,64 @@ pub fn histogram<T: Copy + Into<f64> + Send + Sync>(values: &[T], bins: Bins) ->
             },
         );
     Histogram { edges, counts, below, above }
+}
+
+/// Histogram of the table's prices. Linear bins whose edges fall on whole cents are counted on
+/// the integer cents column (exact fixed-point arithmetic, about twice as fast as floating
+/// point); other bins use [`histogram`] on the prices.
+pub fn price_histogram(table: &ItemTable, bins: Bins) -> Histogram {
+    let (n, lo, hi) = match bins {
+        Bins::Width { start, width, end } => {
+            let n = (((end - start) / width).ceil().max(1.0)) as usize;
+            (n, start, start + n as f64 * width)
+        }
+        Bins::Count { n, min, max } => (n.max(1), min, max),
+        Bins::Log { .. } => return histogram(table.prices(), bins),
+    };
+    let (lo_c, hi_c) = ((lo * 100.0).round(), (hi * 100.0).round());
+    let whole_cents = (lo * 100.0 - lo_c).abs() < 1e-9 && (hi * 100.0 - hi_c).abs() < 1e-9;
+    let span = hi_c - lo_c;
+    // floor(x * n / span) == (x * mul) >> 48 with mul = ceil(n * 2^48 / span) whenever
+    // x * span < 2^48 (x <= span < 2^24 here); x * mul <= n * 2^48 + span fits in 64 bits
+    // for n < 2^15.
+    if !whole_cents || lo_c < 0.0 || span < 1.0 || span >= 2f64.powi(24) || n >= 1 << 15 {
+        return histogram(table.prices(), bins);
+    }
+    let (lo_c, span) = (lo_c as u64, span as u64);
+    let mul = ((n as u128) << 48).div_ceil(u128::from(span)) as u64;
+    let mut hist = histogram::<f64>(&[], bins);
+    let chunk = (table.len() / (rayon::current_num_threads() * 4)).max(1 << 14);
+    let (counts, below, above) = table
+        .price_cents()
+        .par_chunks(chunk)
+        .map(|chunk| {
+            // Four interleaved count arrays break the store-to-load dependency on hot bins.
+            let mut c = vec![[0u32; 4]; n];
+            let (mut below, mut above) = (0u64, 0u64);
+            for (k, &cents) in chunk.iter().enumerate() {
+                let x = u64::from(cents);
+                if x < lo_c {
+                    below += 1;
+                } else if x - lo_c > span {
+                    above += 1;
+                } else {
+                    let b = (((x - lo_c) * mul) >> 48) as usize;
+                    c[b.min(n - 1)][k & 3] += 1;
+                }
+            }
+            (c.iter().map(|q| q.iter().map(|&v| u64::from(v)).sum()).collect::<Vec<u64>>(), below, above)
+        })
+        .reduce(
+            || (vec![0u64; n], 0, 0),
+            |(mut a, b1, a1), (b, b2, a2)| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                (a, b1 + b2, a1 + a2)
+            },
+        );
+    hist.counts = counts;
+    hist.below = below;
+    hist.above = above;
+    hist
 }
 
 /// Items per category, sorted by count descending then name.
@@ -209,6 +270,41 @@ mod tests {
         let h = histogram(&[1.0f64, 10.0, 100.0, 1000.0], Bins::Log { n: 3, min: 1.0, max: 1000.0 });
         assert_eq!(h.counts, vec![1, 1, 2]);
         assert!((h.edges[1] - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn price_histogram_matches_the_float_path() {
+        let mut t = ItemTable::new();
+        for i in 0..20_000u32 {
+            let price = f64::from(i % 99_950) / 100.0 + f64::from(i % 7) * 13.37;
+            t.push_parts("t", "c", (price * 100.0).round() / 100.0, "", "p", 1);
+        }
+        // Exact reference: floor((cents - lo) * n / span) in integers.
+        let exact = |n: u64, lo: u64, hi: u64| {
+            let mut counts = vec![0u64; n as usize];
+            let (mut below, mut above) = (0, 0);
+            for &c in t.price_cents() {
+                let c = u64::from(c);
+                if c < lo {
+                    below += 1;
+                } else if c > hi {
+                    above += 1;
+                } else {
+                    counts[(((c - lo) * n / (hi - lo)) as usize).min(n as usize - 1)] += 1;
+                }
+            }
+            (counts, below, above)
+        };
+        for (bins, n, lo, hi) in [
+            (Bins::Count { n: 100, min: 0.0, max: 1000.0 }, 100, 0, 100_000),
+            (Bins::Width { start: 0.0, width: 0.37, end: 100.0 }, 271, 0, 10_027),
+            (Bins::Width { start: 5.0, width: 3.0, end: 250.0 }, 82, 500, 25_100),
+            (Bins::Count { n: 7, min: 10.0, max: 80.0 }, 7, 1000, 8000),
+        ] {
+            let h = price_histogram(&t, bins);
+            assert_eq!((h.counts.clone(), h.below, h.above), exact(n, lo, hi), "{bins:?}");
+            assert_eq!(h.edges, histogram(t.prices(), bins).edges);
+        }
     }
 
     #[test]

@@ -28,6 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Curate the built-in synthetic demo dataset in memory and show what the tool does with it:
+    /// the curation report, statistics, and the original recipe's balanced sample.
+    Tour {
+        /// Raw demo lines to generate.
+        #[arg(long, default_value_t = pricer::demo::DEFAULT_LINES)]
+        items: usize,
+        /// Seed of the demo data and of the sample.
+        #[arg(long, default_value_t = pricer::demo::DEFAULT_SEED)]
+        seed: u64,
+    },
     /// Write a synthetic raw metadata file (8 categories, raw form; every line says "synthetic": true).
     Demo {
         /// Number of raw product lines (about half have a price and most of those curate).
@@ -211,6 +221,27 @@ fn parse_format(s: &str) -> Result<ExportFormat> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Tour { items, seed } => {
+            let t = Instant::now();
+            let bytes: Arc<[u8]> = pricer::demo::demo_bytes(items, seed).into();
+            let source = Source::from_bytes("synthetic-demo.jsonl", bytes, None);
+            let curator = Curator::original()?;
+            let (table, rep) = curator.curate_sources(&[source], ReadOptions::default(), &stderr_progress())?;
+            print_out(&format!("SYNTHETIC DEMO DATA ({items} generated raw lines, seed {seed}) — not real products"));
+            print_out(&rep.summary());
+            print_out(&format!("curated in {:.1?}\n", t.elapsed()));
+            let hist = histogram(table.prices(), Bins::Width { start: 0.0, width: 100.0, end: 1000.0 });
+            print_stats(&TableStats::of(&table), &hist);
+            let recipe = Recipe::preset("original").context("original preset")?;
+            let sample = pricer::sampling::balance(&table, &recipe.balance);
+            let mean = sample.iter().map(|&i| table.prices()[i]).sum::<f64>() / sample.len().max(1) as f64;
+            print_out(&format!(
+                "\noriginal recipe (cap 1200 per $1 slot below $240, Automotive 1 / others 5): {} of {} items, avg ${mean:.2}",
+                sample.len(),
+                table.len()
+            ));
+            print_out("next: pricer demo --out raw.jsonl; pricer curate raw.jsonl --out items.parquet; pricer --help");
+        }
         Command::Demo { items, seed, out } => {
             let t = Instant::now();
             pricer::demo::write_demo(&out, items, seed, &stderr_progress())?;
