@@ -70,8 +70,8 @@ fn bench_curation(n_lines: usize) {
         let floor = t0.elapsed();
         let src = Source::from_bytes("bench.jsonl", raw.clone(), None);
         let t0 = Instant::now();
-        let (table, report) =
-            pool.install(|| curator.curate_sources(&[src], ReadOptions::default(), &JobCtx::default()).expect("curate"));
+        let (table, report) = pool
+            .install(|| curator.curate_sources(&[src], ReadOptions::default(), &JobCtx::default()).expect("curate"));
         let full = t0.elapsed();
         println!(
             "curation  threads={threads} lines={n_lines} ({mb:.0} MB) texts={} tokens={n_tokens} kept={} | tokenize-only floor {:.2}s ({:.0} lines/s) | full curation {:.2}s ({:.0} lines/s, {:.1} MB/s) | ratio {:.2}x (target <= 1.5x)",
@@ -187,7 +187,9 @@ fn bench_histogram(table: &ItemTable) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let lines = args.iter().position(|a| a == "--lines").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(200_000);
-    let wants = |name: &str| args.iter().all(|a| a.starts_with("--") || a.parse::<usize>().is_ok()) || args.iter().any(|a| a == name);
+    let wants = |name: &str| {
+        args.iter().all(|a| a.starts_with("--") || a.parse::<usize>().is_ok()) || args.iter().any(|a| a == name)
+    };
     println!("machine: {} threads", rayon::current_num_threads());
     if wants("curation") {
         bench_curation(lines);

@@ -208,11 +208,12 @@ impl Curator {
             }
         }
         let dollars = price.round_ties_even();
-        let tail = format!("{body}\n\n{PREFIX}{dollars:.0}.00");
+        let suffix = format!("\n\n{PREFIX}{dollars:.0}.00");
         // The question ends in "?\n\n", a pre-token of its own, so the prompt's count is the
-        // question's plus the rest's (checked against full re-encoding in the tests).
-        let token_count = self.question_tokens + self.tokenizer.count(&tail)?;
-        let prompt = format!("{QUESTION}\n\n{tail}");
+        // question's plus the rest's; the rest reuses the first encoding where it provably can
+        // (both checked against full re-encoding in the tests).
+        let token_count = self.question_tokens + self.tokenizer.count_continuation(&text, kept, &body, &suffix)?;
+        let prompt = format!("{QUESTION}\n\n{body}{suffix}");
         Ok(Ok(CuratedItem {
             title: rec.title.clone(),
             category: category.to_owned(),

@@ -558,6 +558,19 @@ pub fn demo_record(seed: u64, index: u64) -> Value {
         json!(shop_price(&mut rng, raw_price.clamp(0.6, 3000.0)))
     };
 
+    // Image records as in the real files (URLs of the synthetic catalogue; nothing to fetch).
+    let images: Vec<Value> = (0..rng.random_range(1..7))
+        .map(|k| {
+            let stem = format!("https://images.example.invalid/synthetic/SYN{index:07}-{k}");
+            json!({
+                "thumb": format!("{stem}._AC_US40_.jpg"),
+                "large": format!("{stem}._AC_.jpg"),
+                "variant": if k == 0 { "MAIN".to_owned() } else { format!("PT{k:02}") },
+                "hi_res": if rng.random_bool(0.8) { json!(format!("{stem}._AC_SL1500_.jpg")) } else { Value::Null },
+            })
+        })
+        .collect();
+
     json!({
         "main_category": cat.dataset.replace("_and_", " & ").replace('_', " "),
         "title": title,
@@ -566,7 +579,7 @@ pub fn demo_record(seed: u64, index: u64) -> Value {
         "features": features,
         "description": description,
         "price": price,
-        "images": [],
+        "images": images,
         "videos": [],
         "store": brand,
         "categories": [cat.main, ty.name],

@@ -253,3 +253,44 @@ fn word_boundary_option_never_cuts_mid_word() {
     }
     assert!(mid_word_cuts > 0, "the original pipeline should cut mid-word for some limits");
 }
+
+#[test]
+fn token_counts_equal_a_full_re_encoding_of_the_prompt() {
+    // Curation counts the prompt from its first encoding where it can; every count must equal
+    // encoding the finished prompt from scratch.
+    let bytes: std::sync::Arc<[u8]> = pricer::demo::demo_bytes(4000, 11).into();
+    let src = pricer::load::Source::from_bytes("d.jsonl", bytes, None);
+    let curator = Curator::original().unwrap();
+    let (t, _) = curator.curate_sources(&[src], Default::default(), &Default::default()).unwrap();
+    assert!(t.len() > 1500);
+    let tok = curator.tokenizer();
+    for it in t.iter() {
+        assert_eq!(tok.count(it.prompt).unwrap() as u32, it.token_count, "{}", it.prompt);
+    }
+    // Also with a cut back at word boundaries and other limits.
+    let opts = CurateOptions { word_boundary: true, min_tokens: 40, max_tokens: 77, ..CurateOptions::default() };
+    let wb = Curator::new(tok.clone(), opts).unwrap();
+    for line in std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo_300.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        if let Ok(item) = wb.curate(&parse_line(line.as_bytes()).unwrap(), "C").unwrap() {
+            assert_eq!(tok.count(&item.prompt).unwrap() as u32, item.token_count, "{}", item.prompt);
+        }
+    }
+}
+
+#[test]
+fn fast_decode_equals_the_tokenizers_decode() {
+    let tok = PriceTokenizer::llama31().unwrap();
+    let text = "Café ☃ 😀 naïve — 12.5\" x 3' <|eot_id|> It 's n't";
+    let ids = tok.encode(text).unwrap();
+    assert_eq!(tok.decode(&ids).unwrap(), pricer::text::clean_up_tokenization(&tok.decode_raw(&ids).unwrap()));
+    // A cut inside a multi-byte character decodes to U+FFFD, as the byte-level decoder does.
+    for cut in 1..ids.len() {
+        assert_eq!(
+            tok.decode(&ids[..cut]).unwrap(),
+            pricer::text::clean_up_tokenization(&tok.decode_raw(&ids[..cut]).unwrap())
+        );
+    }
+}
