@@ -121,8 +121,7 @@ pub fn histogram<T: Copy + Into<f64> + Send + Sync>(values: &[T], bins: Bins) ->
             let mut counts = vec![0u64; n];
             let (mut below, mut above) = (0u64, 0u64);
             let mut bin = |x: f64| {
-                // NaN fails both comparisons and lands in `below`.
-                if !(x >= lo) {
+                if x < lo || x.is_nan() {
                     below += 1;
                 } else if x > hi {
                     above += 1;
