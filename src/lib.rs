@@ -3,6 +3,8 @@
 //! Tester, Hub downloads and a synthetic demo dataset. No GUI dependency: the `pricer` CLI (and
 //! the app) drive this crate.
 
+#[cfg(feature = "gui")]
+pub mod app;
 pub mod curate;
 pub mod demo;
 pub mod error;
@@ -18,5 +20,6 @@ pub mod tester;
 pub mod text;
 pub mod tokenizer;
 mod unicode_tables;
+pub mod view;
 
 pub use error::{Error, Result};

@@ -70,6 +70,11 @@ impl BalanceParams {
         }
     }
 
+    /// The weight set for a category, ignoring the category list.
+    pub fn weight_of_unfiltered(&self, category: &str) -> f64 {
+        self.weights.get(category).copied().unwrap_or(self.default_weight)
+    }
+
     /// Weight of a category under these parameters (0 when excluded).
     pub fn weight_of(&self, category: &str) -> f64 {
         if !self.categories.is_empty() && !self.categories.iter().any(|c| c == category) {

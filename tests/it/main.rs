@@ -4,6 +4,8 @@ mod cli;
 mod common;
 mod curation;
 mod export;
+#[cfg(feature = "gui")]
+mod gui;
 mod hub;
 mod loading;
 mod sampling;

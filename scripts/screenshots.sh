@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Regenerates screenshots/<tab>.png (and the 1280x800 variants) by running the real app under Xvfb
+# with its `--screenshot` mode. Needs: apt-get install -y xvfb xauth libgl1-mesa-dri libgl1
+# libglx-mesa0 libegl1 libegl-mesa0 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bin pricer-studio
+# A larger synthetic demo than the default, so that the original recipe's cap bites on the
+# Sampling tab (its crowded slots hold more than 1200 items).
+lines=${DEMO_LINES:-150000}
+for tab in dataset charts sampling; do
+  xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \
+    --tab "$tab" --demo-lines "$lines" --size 1440x900 --screenshot "screenshots/$tab.png"
+done
+for tab in dataset sampling; do
+  xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \
+    --tab "$tab" --size 1280x800 --screenshot "screenshots/${tab}-1280x800.png"
+done

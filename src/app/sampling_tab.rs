@@ -1,0 +1,469 @@
+//! The Sampling tab: the balancing recipe (slot width, take-all threshold, cap, a weight per
+//! category, seed, presets) with a live preview computed from the slot × category counts —
+//! price histogram and category bars before vs. after, donut after, count, mean price, shares —
+//! then the exact draw (Apply), the split, export, and saving/loading recipes.
+
+use super::data::Dataset;
+use super::widgets::{category_colour, donut_ui, thousands};
+use super::{Action, Level, Settings};
+use crate::export::ExportFormat;
+use crate::sampling::{BalanceParams, BalancePreview, Recipe, SavedRecipe, SplitParams, balance, preview, split};
+use egui::{Color32, RichText, Ui};
+use egui_plot::{Bar, BarChart, Legend, Plot};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The presets offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// The original recipe.
+    Original,
+    /// Appliances only, no balancing.
+    Lite,
+    /// Weights inverse to category size: each category weighs the same.
+    EqualPerCategory,
+    /// Anything edited by hand.
+    Custom,
+}
+
+/// An exact sample drawn on Apply.
+pub struct AppliedSample {
+    /// The recipe it was drawn with.
+    pub recipe: Recipe,
+    /// Sampled rows (slot order).
+    pub sample: Vec<usize>,
+    /// Train rows.
+    pub train: Vec<usize>,
+    /// Test rows.
+    pub test: Vec<usize>,
+    /// Sampled items per category code.
+    pub per_category: Vec<u64>,
+    /// Mean price of the sample.
+    pub mean_price_usd: f64,
+}
+
+impl AppliedSample {
+    /// Draws the exact sample and split of `recipe` on `data`.
+    pub fn draw(data: &Dataset, recipe: &Recipe) -> Self {
+        let t = &data.table;
+        let sample = balance(t, &recipe.balance);
+        let (train, test) = split(&sample, &recipe.split);
+        let mut per_category = vec![0u64; t.category_names().len()];
+        let mut sum = 0.0;
+        for &i in &sample {
+            per_category[t.category_codes()[i] as usize] += 1;
+            sum += t.prices()[i];
+        }
+        let mean_price_usd = if sample.is_empty() { 0.0 } else { sum / sample.len() as f64 };
+        Self { recipe: recipe.clone(), sample, train, test, per_category, mean_price_usd }
+    }
+}
+
+/// State of the Sampling tab.
+pub struct SamplingTab {
+    /// Preset last chosen.
+    pub preset: Preset,
+    /// The recipe being edited.
+    pub recipe: Recipe,
+    /// Export format.
+    pub format: ExportFormat,
+    /// Export folder (typed or picked).
+    pub export_dir: String,
+    /// Path of a recipe to load.
+    pub recipe_path: String,
+    /// The live preview and what it was computed for.
+    pub preview: Option<(usize, BalanceParams, BalancePreview)>,
+    /// Times of the last previews (seconds), newest last.
+    pub preview_secs: Vec<f64>,
+    /// The exact sample drawn on Apply.
+    pub applied: Option<Arc<AppliedSample>>,
+    /// What the last export wrote.
+    pub last_export: Option<crate::sampling::SampleOutcome>,
+    picked_dir: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
+}
+
+impl Default for SamplingTab {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Original,
+            recipe: Recipe::preset("original")
+                .unwrap_or_else(|| Recipe { balance: BalanceParams::original(), split: SplitParams::default() }),
+            format: ExportFormat::Parquet,
+            export_dir: String::new(),
+            recipe_path: String::new(),
+            preview: None,
+            preview_secs: Vec::new(),
+            applied: None,
+            last_export: None,
+            picked_dir: None,
+        }
+    }
+}
+
+impl SamplingTab {
+    /// Called when a new dataset is loaded.
+    pub fn on_new_data(&mut self, data: &Dataset) {
+        self.applied = None;
+        self.preview = None;
+        if self.preset == Preset::EqualPerCategory {
+            self.recipe.balance = equal_weights(data, &self.recipe.balance);
+        }
+    }
+
+    /// Recomputes the preview when the parameters or the data changed (well under a
+    /// millisecond on 2.8M items: it reads the count table, not the rows).
+    pub fn logic(&mut self, data: &Arc<Dataset>) {
+        let key = Arc::as_ptr(data) as usize;
+        let stale = self.preview.as_ref().is_none_or(|(k, p, _)| *k != key || *p != self.recipe.balance);
+        if stale {
+            let t0 = std::time::Instant::now();
+            let counts_for_width;
+            let counts = if self.recipe.balance.slot_width_usd == 1.0 {
+                &data.counts
+            } else {
+                counts_for_width =
+                    crate::sampling::SlotCategoryCounts::from_table(&data.table, self.recipe.balance.slot_width_usd);
+                &counts_for_width
+            };
+            let p = preview(counts, data.table.category_names(), &self.recipe.balance);
+            self.preview_secs.push(t0.elapsed().as_secs_f64());
+            if self.preview_secs.len() > 600 {
+                self.preview_secs.drain(..300);
+            }
+            self.preview = Some((key, self.recipe.balance.clone(), p));
+        }
+        if let Some(rx) = &self.picked_dir
+            && let Ok(dir) = rx.try_recv()
+        {
+            if let Some(dir) = dir {
+                self.export_dir = dir.display().to_string();
+            }
+            self.picked_dir = None;
+        }
+    }
+
+    /// Draws the tab.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        data: &Arc<Dataset>,
+        settings: &mut Settings,
+        busy: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.export_dir.is_empty()
+            && let Some(d) = &settings.export_dir
+        {
+            self.export_dir = d.display().to_string();
+        }
+        egui::Panel::left("sampling_controls").resizable(true).default_size(330.0).show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .auto_shrink([false, false])
+                .show(ui, |ui| self.controls_ui(ui, data, busy, actions));
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.preview_ui(ui, data));
+        });
+    }
+
+    fn controls_ui(&mut self, ui: &mut Ui, data: &Dataset, busy: bool, actions: &mut Vec<Action>) {
+        ui.heading("Recipe");
+        ui.horizontal_wrapped(|ui| {
+            for (p, label) in [
+                (Preset::Original, "original"),
+                (Preset::Lite, "lite"),
+                (Preset::EqualPerCategory, "equal per category"),
+                (Preset::Custom, "custom"),
+            ] {
+                if ui.selectable_label(self.preset == p, label).clicked() {
+                    self.preset = p;
+                    match p {
+                        Preset::Original => self.recipe = Recipe::preset("original").unwrap_or(self.recipe.clone()),
+                        Preset::Lite => self.recipe = Recipe::preset("lite").unwrap_or(self.recipe.clone()),
+                        Preset::EqualPerCategory => {
+                            self.recipe = Recipe::preset("original").unwrap_or(self.recipe.clone());
+                            self.recipe.balance = equal_weights(data, &self.recipe.balance);
+                        }
+                        Preset::Custom => {}
+                    }
+                }
+            }
+        });
+        let before = self.recipe.clone();
+        let b = &mut self.recipe.balance;
+        ui.checkbox(&mut b.balance, "balance crowded price slots");
+        ui.add(egui::DragValue::new(&mut b.slot_width_usd).prefix("slot width $").speed(0.05).range(0.1..=100.0));
+        ui.add(egui::Slider::new(&mut b.take_all_from_usd, 0.0..=1000.0).prefix("$").text("take all from"));
+        ui.add(egui::Slider::new(&mut b.cap_per_slot, 1..=20_000).logarithmic(true).text("cap per slot"));
+        let largest = largest_slot(data);
+        let hint = if b.balance && largest <= b.cap_per_slot {
+            format!("the largest slot holds {}: this cap changes nothing", thousands(largest as u64))
+        } else {
+            format!("the largest slot holds {}", thousands(largest as u64))
+        };
+        ui.label(RichText::new(hint).weak().small());
+        ui.add(egui::Slider::new(&mut b.default_weight, 0.0..=10.0).text("default weight"));
+        ui.add(egui::DragValue::new(&mut b.seed).prefix("seed "));
+        ui.separator();
+        ui.strong("Category weights");
+        ui.label(RichText::new("0 leaves a category out; the count is what the preview expects after").weak());
+        let expected = self.preview.as_ref().map(|(_, _, p)| p.per_category.clone()).unwrap_or_default();
+        egui::Grid::new("weights").num_columns(2).striped(true).show(ui, |ui| {
+            for (code, name) in data.table.category_names().iter().enumerate() {
+                let mut w = b.weight_of_unfiltered(name);
+                let slider = egui::Slider::new(&mut w, 0.0..=10.0)
+                    .max_decimals(2)
+                    .text(RichText::new(name).color(category_colour(code)));
+                if ui.add(slider).changed() {
+                    b.weights.insert(name.clone(), w);
+                }
+                ui.label(
+                    RichText::new(thousands(expected.get(code).copied().unwrap_or(0.0).round() as u64)).monospace(),
+                );
+                ui.end_row();
+            }
+        });
+        if !b.categories.is_empty() {
+            ui.label(RichText::new(format!("only: {}", b.categories.join(", "))).weak());
+            if ui.small_button("use all categories").clicked() {
+                b.categories.clear();
+            }
+        }
+        ui.separator();
+        ui.heading("Split");
+        let s = &mut self.recipe.split;
+        ui.add(egui::DragValue::new(&mut s.n_train).speed(100).range(0..=100_000_000).prefix("train "));
+        ui.add(egui::DragValue::new(&mut s.n_test).speed(10).range(0..=10_000_000).prefix("test "));
+        ui.add(egui::DragValue::new(&mut s.seed).prefix("split seed "));
+        if self.recipe != before && self.preset != Preset::Custom && self.recipe.balance != before.balance {
+            self.preset = Preset::Custom;
+        }
+        ui.add_space(6.0);
+        if ui
+            .add_enabled(!busy, egui::Button::new("Apply: draw the exact sample"))
+            .on_hover_text("Runs the real draw in the background")
+            .clicked()
+        {
+            actions.push(Action::Apply(self.recipe.clone()));
+        }
+        if let Some(a) = &self.applied {
+            let fresh = a.recipe == self.recipe;
+            ui.label(format!(
+                "{}drawn: {} items, avg ${:.2}; train {}, test {}",
+                if fresh { "" } else { "(older recipe) " },
+                thousands(a.sample.len() as u64),
+                a.mean_price_usd,
+                thousands(a.train.len() as u64),
+                thousands(a.test.len() as u64)
+            ));
+        }
+        ui.separator();
+        ui.heading("Export");
+        ui.horizontal(|ui| {
+            for f in [ExportFormat::Parquet, ExportFormat::Jsonl, ExportFormat::Openai, ExportFormat::Csv] {
+                ui.radio_value(&mut self.format, f, format!("{f:?}").to_lowercase());
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("folder");
+            ui.add(egui::TextEdit::singleline(&mut self.export_dir).desired_width(170.0).hint_text("/path/to/export"));
+            if ui.button("Browse…").clicked() {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let _ = std::thread::Builder::new().name("folder dialog".into()).spawn(move || {
+                    let _ = tx.send(rfd::FileDialog::new().set_title("Export into folder").pick_folder());
+                });
+                self.picked_dir = Some(rx);
+            }
+        });
+        let dir = self.export_dir.trim();
+        if ui.add_enabled(!busy && !dir.is_empty(), egui::Button::new("Export train, test and recipe.json")).clicked() {
+            actions.push(Action::Export(self.recipe.clone(), self.format, PathBuf::from(dir)));
+        }
+        if let Some(out) = &self.last_export {
+            for f in &out.files {
+                ui.label(RichText::new(f.display().to_string()).monospace().weak());
+            }
+        }
+        ui.separator();
+        ui.heading("Recipes");
+        ui.horizontal(|ui| {
+            ui.add(egui::TextEdit::singleline(&mut self.recipe_path).desired_width(200.0).hint_text("recipe.json"));
+            if ui.button("Load").on_hover_text("Load a recipe.json written beside an export").clicked() {
+                match std::fs::read(self.recipe_path.trim()).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<SavedRecipe>(&b)?)) {
+                    Ok(saved) => {
+                        self.recipe = saved.recipe;
+                        self.preset = Preset::Custom;
+                        let digest = crate::sampling::table_digest(&data.table);
+                        if digest == saved.source_digest {
+                            actions.push(Action::Log(Level::Info, format!("recipe loaded from {}; same source data", self.recipe_path.trim())));
+                        } else {
+                            actions.push(Action::Log(Level::Warning, format!("recipe loaded from {}, but it was made from other data ({} items): the files will differ", self.recipe_path.trim(), saved.source_items)));
+                        }
+                    }
+                    Err(e) => actions.push(Action::Log(Level::Error, format!("cannot load recipe {}: {e:#}", self.recipe_path.trim()))),
+                }
+            }
+        });
+    }
+
+    fn preview_ui(&mut self, ui: &mut Ui, data: &Dataset) {
+        let Some((_, _, p)) = &self.preview else { return };
+        let t = &data.table;
+        let total_before = t.len() as f64;
+        let mean_before = data.stats.price.mean;
+        ui.horizontal_wrapped(|ui| {
+            let stat = |ui: &mut Ui, label: &str, v: String| {
+                ui.label(RichText::new(label).weak());
+                ui.label(RichText::new(v).strong().size(16.0));
+                ui.add_space(14.0);
+            };
+            stat(ui, "items after", thousands(p.total.round() as u64));
+            stat(ui, "of", thousands(total_before as u64));
+            stat(ui, "avg price after", format!("${:.2}", p.mean_price_usd));
+            stat(ui, "before", format!("${mean_before:.2}"));
+        });
+        ui.label(
+            RichText::new(
+                "Live preview: expected result from the slot × category counts; Apply draws the exact sample.",
+            )
+            .weak(),
+        );
+
+        // Price histogram before vs. after, in $10 bins.
+        let width = 10.0f64;
+        let n_bins = 100usize;
+        let counts = &data.counts;
+        let nc = counts.n_categories;
+        let mut before = vec![0f64; n_bins];
+        let mut after = vec![0f64; n_bins];
+        let slot_w = self.recipe.balance.slot_width_usd;
+        for slot in 0..counts.n_slots() {
+            let b = ((slot as f64 / width) as usize).min(n_bins - 1);
+            before[b] += counts.counts[slot * nc..(slot + 1) * nc].iter().map(|&c| f64::from(c)).sum::<f64>();
+        }
+        for (slot, &v) in p.per_slot.iter().enumerate() {
+            let b = ((slot as f64 * slot_w / width) as usize).min(n_bins - 1);
+            after[b] += v;
+        }
+        let bars = |v: &[f64], colour: Color32, name: &str| {
+            BarChart::new(
+                name,
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &c)| {
+                        Bar::new(i as f64 * width + width / 2.0, c).width(width * 0.9).name(format!(
+                            "${:.0}–${:.0}: {}",
+                            i as f64 * width,
+                            (i + 1) as f64 * width,
+                            thousands(c.round() as u64)
+                        ))
+                    })
+                    .collect(),
+            )
+            .color(colour)
+            .element_formatter({
+                let name = name.to_owned();
+                Box::new(move |b, _| format!("{name}\n{}", b.name))
+            })
+        };
+        ui.strong("Price distribution: before vs. after");
+        Plot::new("sample_hist")
+            .height(260.0)
+            .legend(Legend::default())
+            .allow_scroll(false)
+            .x_axis_formatter(|m, _| format!("${:.0}", m.value))
+            .show(ui, |plot| {
+                plot.bar_chart(bars(&before, Color32::from_rgba_unmultiplied(160, 160, 160, 110), "before"));
+                plot.bar_chart(bars(&after, Color32::from_rgba_unmultiplied(0x4e, 0x79, 0xa7, 220), "after"));
+            });
+
+        ui.columns(2, |cols| {
+            let ui = &mut cols[0];
+            ui.strong("Categories: before vs. after");
+            let before_cat: Vec<f64> =
+                (0..nc).map(|c| (0..counts.n_slots()).map(|s| f64::from(counts.counts[s * nc + c])).sum()).collect();
+            // Largest category first (top), as on the Charts tab.
+            let order: Vec<usize> = data
+                .stats
+                .categories
+                .iter()
+                .filter_map(|(n, _)| t.category_names().iter().position(|c| c == n))
+                .collect();
+            let names: Vec<String> = order.iter().map(|&c| t.category_names()[c].clone()).collect();
+            let m = order.len();
+            let names2 = names.clone();
+            Plot::new("sample_cats")
+                .height(240.0)
+                .legend(Legend::default())
+                .allow_drag(false)
+                .allow_zoom(false)
+                .allow_scroll(false)
+                .show_grid([true, false])
+                .y_axis_min_width(120.0)
+                .y_axis_formatter(move |mark, _| {
+                    let k = mark.value.round();
+                    if (mark.value - k).abs() > 1e-6 || k < 0.0 || k as usize >= m {
+                        String::new()
+                    } else {
+                        names2[m - 1 - k as usize].clone()
+                    }
+                })
+                .show(ui, |plot| {
+                    let mk = |vals: &[f64], off: f64, colour: Color32, name: &str| {
+                        let bars = order
+                            .iter()
+                            .enumerate()
+                            .map(|(k, &c)| {
+                                Bar::new((m - 1 - k) as f64 + off, vals[c]).width(0.38).name(format!(
+                                    "{}: {}",
+                                    names[k],
+                                    thousands(vals[c].round() as u64)
+                                ))
+                            })
+                            .collect();
+                        BarChart::new(name, bars).horizontal().color(colour).element_formatter({
+                            let name = name.to_owned();
+                            Box::new(move |b, _| format!("{name} {}", b.name))
+                        })
+                    };
+                    plot.bar_chart(mk(&before_cat, 0.2, Color32::from_rgb(160, 160, 160), "before"));
+                    plot.bar_chart(mk(&p.per_category, -0.2, Color32::from_rgb(0x4e, 0x79, 0xa7), "after"));
+                });
+            let ui = &mut cols[1];
+            ui.strong("Category mix after");
+            let parts: Vec<(String, f64, Color32)> = t
+                .category_names()
+                .iter()
+                .enumerate()
+                .map(|(c, n)| (n.clone(), p.per_category[c], category_colour(c)))
+                .collect();
+            donut_ui(ui, &parts, 180.0);
+        });
+        if let Some(&last) = self.preview_secs.last() {
+            ui.label(RichText::new(format!("preview computed in {:.2} ms", last * 1e3)).weak().small());
+        }
+    }
+}
+
+/// Items in the most crowded $1 slot.
+fn largest_slot(data: &Dataset) -> usize {
+    let c = &data.counts;
+    let nc = c.n_categories;
+    (1..c.n_slots())
+        .map(|s| c.counts[s * nc..(s + 1) * nc].iter().map(|&v| v as usize).sum::<usize>())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Weights inverse to category size, the smallest category at 10 (the top of the sliders).
+fn equal_weights(data: &Dataset, params: &BalanceParams) -> BalanceParams {
+    let mut out = params.clone();
+    let min = data.stats.categories.iter().map(|(_, n)| *n).min().unwrap_or(1).max(1) as f64;
+    out.weights = data
+        .stats
+        .categories
+        .iter()
+        .map(|(c, n)| (c.clone(), (10.0 * min / (*n).max(1) as f64 * 1000.0).round() / 1000.0))
+        .collect();
+    out
+}

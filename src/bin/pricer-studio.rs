@@ -1,0 +1,61 @@
+//! Pricer Studio, the desktop app. Opens on the built-in synthetic demo.
+
+use clap::Parser;
+use pricer::app::{EframeApp, Tab, widgets::ScreenshotPlan};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "pricer-studio",
+    version,
+    about = "Pricer Studio: curate, explore, rebalance and export product pricing data."
+)]
+struct Args {
+    /// Tab to open: dataset, charts or sampling.
+    #[arg(long)]
+    tab: Option<String>,
+    /// Write a PNG of the window once the demo is loaded, then quit (ignores saved settings).
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
+    /// Raw lines of the built-in synthetic demo (default 12,000).
+    #[arg(long)]
+    demo_lines: Option<usize>,
+    /// Cap per slot of the sampling recipe shown at start (default: the original 1200).
+    #[arg(long)]
+    cap: Option<usize>,
+    /// Window size, e.g. 1280x800.
+    #[arg(long, default_value = "1440x900")]
+    size: String,
+}
+
+fn main() -> eframe::Result {
+    let args = Args::parse();
+    let (demo_lines, cap) = (args.demo_lines, args.cap);
+    let tab = args.tab.as_deref().map(|t| match t.to_ascii_lowercase().as_str() {
+        "charts" => Tab::Charts,
+        "sampling" => Tab::Sampling,
+        _ => Tab::Dataset,
+    });
+    let (w, h) = args
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .unwrap_or((1440.0, 900.0));
+    let screenshot = args.screenshot.as_deref().map(ScreenshotPlan::new);
+    let fresh = screenshot.is_some();
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size([w, h])
+            .with_min_inner_size([900.0, 600.0])
+            .with_title("Pricer Studio")
+            .with_drag_and_drop(true),
+        persist_window: !fresh,
+        persistence_path: if fresh { Some(std::env::temp_dir().join("pricer-studio-screenshot-state")) } else { None },
+        ..Default::default()
+    };
+    eframe::run_native(
+        "pricer-studio",
+        options,
+        Box::new(move |cc| Ok(Box::new(EframeApp::new(cc, screenshot, tab, demo_lines, cap)))),
+    )
+}

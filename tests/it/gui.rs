@@ -1,0 +1,272 @@
+//! The app, driven headlessly with egui_kittest: tabs, filters linked to the core's counts, the
+//! live sampling preview, loading errors that keep the previous dataset.
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use pricer::app::data::{Dataset, load_demo};
+use pricer::app::{PricerApp, Settings, Tab};
+use pricer::jobs::JobCtx;
+use std::sync::Arc;
+
+fn demo() -> Arc<Dataset> {
+    Arc::new(load_demo(3000, 42, &JobCtx::default()).unwrap())
+}
+
+fn app_with(data: Arc<Dataset>) -> PricerApp {
+    let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
+    app.sampling_tab.on_new_data(&data);
+    app.data = Some(data);
+    app
+}
+
+fn harness(app: PricerApp) -> Harness<'static, PricerApp> {
+    Harness::builder().with_size(egui::vec2(1440.0, 900.0)).build_ui_state(
+        |ui, app: &mut PricerApp| {
+            app.logic(&ui.ctx().clone());
+            app.ui(ui);
+        },
+        app,
+    )
+}
+
+/// Steps until no job runs (bounded: a running job keeps repainting).
+fn settle(h: &mut Harness<'static, PricerApp>) {
+    for _ in 0..600 {
+        h.step();
+        if h.state().job.is_none() && !h.state().dataset_tab.is_busy() {
+            h.step();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("job did not finish");
+}
+
+#[test]
+fn inspector_shows_the_selected_item() {
+    let mut h = harness(app_with(demo()));
+    h.step();
+    h.state_mut().dataset_tab.selected = Some(1);
+    h.step();
+    h.step();
+    let title = h.state().data.as_ref().unwrap().table.get(1).title.to_owned();
+    h.get_by_label("training prompt");
+    assert!(h.query_all_by_label_contains(&title).count() >= 1);
+}
+
+/// A dataset whose $10 slot is crowded (3000 Automotive + 3000 Electronics) so the cap bites.
+fn crowded() -> Arc<Dataset> {
+    let mut t = pricer::items::ItemTable::new();
+    for (cat, price, n) in [
+        ("Automotive", 10.0, 3000),
+        ("Electronics", 10.2, 3000),
+        ("Appliances", 55.0, 40),
+        ("Toys_and_Games", 300.0, 500),
+    ] {
+        for i in 0..n {
+            let prompt = format!(
+                "How much does this cost to the nearest dollar?\n\n{cat} thing {i}\n\nPrice is ${:.0}.00",
+                f64::round(price)
+            );
+            t.push_parts(&format!("{cat} thing {i}"), cat, price, "{}", &prompt, 170);
+        }
+    }
+    Arc::new(Dataset::build("crowded".into(), false, t, Default::default()))
+}
+
+#[test]
+fn tabs_switch_by_click_and_shortcut() {
+    let mut h = harness(app_with(demo()));
+    h.step();
+    assert_eq!(h.state().tab(), Tab::Dataset);
+    h.get_by_label("Charts").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().tab(), Tab::Charts);
+    assert!(h.query_all_by_label_contains("click a bar to filter the Dataset tab").count() >= 1);
+    h.get_by_label("Sampling").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().tab(), Tab::Sampling);
+    h.get_by_label("Apply: draw the exact sample");
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num1);
+    h.step();
+    h.step();
+    assert_eq!(h.state().tab(), Tab::Dataset);
+}
+
+#[test]
+fn moving_the_cap_changes_the_previewed_count_and_histogram() {
+    let mut h = harness(app_with(crowded()));
+    h.state_mut().act(pricer::app::Action::SetTab(Tab::Sampling));
+    h.step();
+    h.step();
+    let (count_before, slot10_before) = {
+        let p = &h.state().sampling_tab.preview.as_ref().unwrap().2;
+        (p.total, p.per_slot[10])
+    };
+    assert!((count_before - 1740.0).abs() < 1e-6, "{count_before}");
+    assert!((slot10_before - 1200.0).abs() < 1e-6);
+    assert!(h.query_all_by_label_contains("1,740").count() >= 1, "the count shown follows the preview");
+    h.get_by_role_and_label(Role::Slider, "cap per slot").set_value_accesskit(300.0);
+    h.step();
+    h.step();
+    assert_eq!(h.state().sampling_tab.recipe.balance.cap_per_slot, 300);
+    let p = &h.state().sampling_tab.preview.as_ref().unwrap().2;
+    assert!((p.per_slot[10] - 300.0).abs() < 1e-6);
+    assert!((p.total - 840.0).abs() < 1e-6);
+    assert!(h.query_all_by_label_contains("840").count() >= 1);
+    // A category weight of 0 takes the category out of the preview.
+    h.get_by_role_and_label(Role::Slider, "Appliances").set_value_accesskit(0.0);
+    h.step();
+    h.step();
+    let p = &h.state().sampling_tab.preview.as_ref().unwrap().2;
+    assert!((p.total - 800.0).abs() < 1e-6);
+}
+
+#[test]
+fn category_filter_matches_the_core_count_and_clears() {
+    let data = demo();
+    let mut h = harness(app_with(data.clone()));
+    h.step();
+    let (name, n) = data.stats.categories[2].clone();
+    let core = pricer::view::filtered_sorted(
+        &data.table,
+        &pricer::view::Filter { categories: vec![name.clone()], ..Default::default() },
+        Default::default(),
+        &pricer::jobs::CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(core.len() as u64, n);
+    h.get_by_label_contains("Categories (all)").click();
+    h.step();
+    h.step();
+    h.get_by_label_contains(&format!("{name} (")).click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().dataset_tab.view.len() as u64, n);
+    let shown = format!(
+        "{} of {} items",
+        pricer::app::widgets::thousands(n),
+        pricer::app::widgets::thousands(data.table.len() as u64)
+    );
+    h.get_by_label(&shown);
+    assert!(h.state().dataset_tab.view.iter().all(|&i| data.table.get(i as usize).category == name));
+    // The chart link does the same and switches to the Dataset tab; the chip clears it.
+    h.state_mut().act(pricer::app::Action::SetTab(Tab::Charts));
+    h.step();
+    h.state_mut().act(pricer::app::Action::FilterTo(pricer::view::Filter {
+        categories: vec![name.clone()],
+        ..Default::default()
+    }));
+    h.step();
+    h.step();
+    assert_eq!(h.state().tab(), Tab::Dataset);
+    assert_eq!(h.state().dataset_tab.view.len() as u64, n);
+    h.get_by_label_contains(&format!("category: {name}")).click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().dataset_tab.view.len(), data.table.len());
+}
+
+#[test]
+fn a_malformed_file_shows_an_error_and_keeps_the_previous_dataset() {
+    let data = demo();
+    let mut h = harness(app_with(data.clone()));
+    h.step();
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.jsonl");
+    std::fs::write(&junk, "{not json\nalso not json\n").unwrap();
+    h.state_mut().act(pricer::app::Action::Load(vec![junk]));
+    settle(&mut h);
+    assert!(Arc::ptr_eq(h.state().data.as_ref().unwrap(), &data));
+    let err = h.state().log.iter().find(|e| e.level == pricer::app::Level::Error).expect("an error in the log");
+    assert!(err.text.contains("junk.jsonl") && err.text.contains("2 malformed"), "{}", err.text);
+    assert!(h.state().show_log);
+    h.get_by_label_contains("The previous dataset is kept");
+    assert!(
+        h.query_all_by_label_contains("3,000 raw lines").count() >= 1
+            || h.query_all_by_label_contains("synthetic demo").count() >= 1
+    );
+}
+
+#[test]
+fn loading_a_file_replaces_the_dataset_through_a_job() {
+    let mut h = harness(app_with(demo()));
+    h.step();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("meta_Appliances.jsonl");
+    std::fs::write(&raw, pricer::demo::demo_bytes(400, 3)).unwrap();
+    h.state_mut().act(pricer::app::Action::Load(vec![raw]));
+    settle(&mut h);
+    let data = h.state().data.clone().unwrap();
+    assert_eq!(data.name, "meta_Appliances.jsonl");
+    assert!(!data.synthetic);
+    assert!(data.table.iter().all(|i| i.category == "Appliances"));
+    assert_eq!(data.report.lines_read, 400);
+    assert_eq!(h.state().dataset_tab.view.len(), data.table.len());
+}
+
+#[test]
+fn apply_and_export_run_as_jobs_and_match_the_cli() {
+    // The GUI path: demo → curate → preview → apply → split → export.
+    let data = demo();
+    let mut h = harness(app_with(data.clone()));
+    h.state_mut().act(pricer::app::Action::SetTab(Tab::Sampling));
+    h.step();
+    let mut recipe = h.state().sampling_tab.recipe.clone();
+    recipe.balance.cap_per_slot = 25; // make the cap bite on the small demo
+    recipe.split = pricer::sampling::SplitParams { n_train: 600, n_test: 50, seed: 9 };
+    h.state_mut().sampling_tab.recipe = recipe.clone();
+    h.step();
+    let expected = h.state().sampling_tab.preview.as_ref().unwrap().2.total;
+    h.get_by_label("Apply: draw the exact sample").click();
+    settle(&mut h);
+    let applied = h.state().sampling_tab.applied.clone().expect("sample drawn");
+    assert!(
+        (applied.sample.len() as f64 - expected).abs() / expected < 0.02,
+        "preview {expected} vs drawn {}",
+        applied.sample.len()
+    );
+    assert_eq!((applied.train.len(), applied.test.len()), (600, 50));
+
+    let dir = tempfile::tempdir().unwrap();
+    let gui_dir = dir.path().join("gui");
+    h.state_mut().act(pricer::app::Action::Export(
+        recipe.clone(),
+        pricer::export::ExportFormat::Jsonl,
+        gui_dir.clone(),
+    ));
+    settle(&mut h);
+    assert!(
+        h.state().sampling_tab.last_export.is_some(),
+        "{:?}",
+        h.state().log.iter().map(|e| &e.text).collect::<Vec<_>>()
+    );
+
+    // The CLI on the same items with the recipe the GUI saved writes the same bytes.
+    let items = dir.path().join("items.jsonl");
+    pricer::export::write_items(&data.table, &items).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pricer"))
+        .arg("sample")
+        .arg(&items)
+        .arg("--recipe")
+        .arg(gui_dir.join("recipe.json"))
+        .arg("--out-dir")
+        .arg(dir.path().join("cli"))
+        .args(["--format", "jsonl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["train.jsonl", "test.jsonl"] {
+        let a = std::fs::read(gui_dir.join(f)).unwrap();
+        let b = std::fs::read(dir.path().join("cli").join(f)).unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{f} differs between GUI and CLI");
+    }
+    // And the exported rows are exactly the applied split.
+    let train = std::fs::read_to_string(gui_dir.join("train.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(train.lines().next().unwrap()).unwrap();
+    assert_eq!(first["text"], data.table.get(applied.train[0]).prompt);
+}
