@@ -47,9 +47,10 @@ impl<T: Send + 'static> Job<T> {
                     if let Ok(mut cell) = progress.lock() {
                         *cell = p.clone();
                     }
-                    // Wake the UI at most ~30 times a second.
+                    // Wake the UI at most ~10 times a second: progress needs no more, and a busy UI
+                    // (software rendering) would take CPU from the job.
                     if let Ok(mut last) = last.lock()
-                        && last.elapsed().as_millis() >= 33
+                        && last.elapsed().as_millis() >= 100
                     {
                         *last = Instant::now();
                         wake();

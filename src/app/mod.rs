@@ -536,7 +536,6 @@ impl PricerApp {
         ui.horizontal(|ui| {
             if let Some(job) = &self.job {
                 let p = job.progress();
-                ui.spinner();
                 ui.label(&job.name);
                 let frac = p.fraction().unwrap_or(0.0);
                 let text = if p.n_items > 0 { format!("{} — {} items", p.stage, p.n_items) } else { p.stage.clone() };

@@ -243,29 +243,41 @@ impl DownloadDialog {
 /// `--screenshot PATH`: once the dataset is loaded and a few frames drawn, capture the window,
 /// write the PNG and close.
 pub struct ScreenshotPlan {
+    launched: std::time::Instant,
     path: PathBuf,
     ready_frames: u32,
     pending: Option<std::sync::mpsc::Receiver<std::sync::Arc<egui::ColorImage>>>,
 }
 
 impl ScreenshotPlan {
-    /// Plans a screenshot into `path`.
+    /// Plans a screenshot into `path` (create it first thing in `main`: it also times the launch).
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_owned(), ready_frames: 0, pending: None }
+        Self { launched: std::time::Instant::now(), path: path.to_owned(), ready_frames: 0, pending: None }
     }
 
     /// Called after each frame.
     pub fn step(&mut self, ctx: &egui::Context, app: &mut PricerApp) {
-        ctx.request_repaint();
         let loaded = app.data.is_some() && app.job.is_none() && !app.dataset_tab.is_busy();
         if !loaded {
+            // The app repaints on job progress; no busy loop that would take CPU from the job.
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
             return;
         }
+        ctx.request_repaint();
         if app.dataset_tab.selected.is_none() {
             // Show the inspector with content.
             app.dataset_tab.selected = Some(1);
         }
         self.ready_frames += 1;
+        if self.ready_frames == 1 {
+            eprintln!(
+                "first frame showing the dataset: {:.0} ms after launch",
+                self.launched.elapsed().as_secs_f64() * 1e3
+            );
+            for e in &app.log {
+                eprintln!("  log {:.2}s: {}", e.at_secs, e.text.lines().next().unwrap_or(""));
+            }
+        }
         if self.ready_frames == 12 && self.pending.is_none() {
             let (tx, rx) = std::sync::mpsc::channel();
             let waker = ctx.clone();

@@ -30,6 +30,11 @@ struct Args {
 
 fn main() -> eframe::Result {
     let args = Args::parse();
+    let screenshot = args.screenshot.as_deref().map(ScreenshotPlan::new);
+    // Load the tokenizer while the window and GL context come up: the demo needs it first thing.
+    let _ = std::thread::Builder::new()
+        .name("tokenizer warm-up".into())
+        .spawn(|| pricer::tokenizer::PriceTokenizer::llama31().map(drop));
     let (demo_lines, cap) = (args.demo_lines, args.cap);
     let tab = args.tab.as_deref().map(|t| match t.to_ascii_lowercase().as_str() {
         "charts" => Tab::Charts,
@@ -41,7 +46,6 @@ fn main() -> eframe::Result {
         .split_once('x')
         .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
         .unwrap_or((1440.0, 900.0));
-    let screenshot = args.screenshot.as_deref().map(ScreenshotPlan::new);
     let fresh = screenshot.is_some();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
