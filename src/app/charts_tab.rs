@@ -220,21 +220,35 @@ impl ChartsTab {
             .y_axis_label(if log_y { "items (log)" } else { "items" })
             .show(ui, |plot| {
                 plot.bar_chart(chart);
-                plot.pointer_coordinate()
+                (plot.pointer_coordinate(), plot.plot_bounds())
             });
+        let (pointer, bounds) = response.inner;
+        let range_filter = |lo: f64, hi: f64| {
+            let mut f = Filter::default();
+            match measure {
+                Measure::Price => f.price_usd = Some((lo.max(0.0), hi)),
+                Measure::Tokens => f.tokens = Some((lo.max(0.0).ceil() as u32, (hi - 1e-9).floor().max(0.0) as u32)),
+                Measure::Length => {
+                    f.prompt_chars = Some((lo.max(0.0).ceil() as u32, (hi - 1e-9).floor().max(0.0) as u32))
+                }
+            }
+            f
+        };
+        if ui
+            .button("Filter the Dataset tab to the visible range")
+            .on_hover_text("Zoom or drag the chart to a range first")
+            .clicked()
+        {
+            let (lo, hi) = (bounds.min()[0], bounds.max()[0]);
+            let (lo, hi) = if log_x { (10f64.powf(lo), 10f64.powf(hi)) } else { (lo, hi) };
+            actions.push(Action::FilterTo(range_filter(lo, hi)));
+        }
         if response.response.clicked()
-            && let Some(p) = response.inner
+            && let Some(p) = pointer
         {
             let v = if log_x { 10f64.powf(p.x) } else { p.x };
             if let Some(i) = (0..h.counts.len()).find(|&i| h.edges[i] <= v && v <= h.edges[i + 1]) {
-                let (lo, hi) = (h.edges[i], h.edges[i + 1]);
-                let mut f = Filter::default();
-                match measure {
-                    Measure::Price => f.price_usd = Some((lo, hi)),
-                    Measure::Tokens => f.tokens = Some((lo.ceil() as u32, (hi - 1e-9).floor() as u32)),
-                    Measure::Length => f.prompt_chars = Some((lo.ceil() as u32, (hi - 1e-9).floor() as u32)),
-                }
-                actions.push(Action::FilterTo(f));
+                actions.push(Action::FilterTo(range_filter(h.edges[i], h.edges[i + 1])));
             }
         }
         if h.below + h.above > 0 {

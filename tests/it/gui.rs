@@ -270,3 +270,21 @@ fn apply_and_export_run_as_jobs_and_match_the_cli() {
     let first: serde_json::Value = serde_json::from_str(train.lines().next().unwrap()).unwrap();
     assert_eq!(first["text"], data.table.get(applied.train[0]).prompt);
 }
+
+#[test]
+fn charts_link_a_range_to_the_dataset_filter() {
+    let data = demo();
+    let mut h = harness(app_with(data.clone()));
+    h.state_mut().act(pricer::app::Action::SetTab(Tab::Charts));
+    h.step();
+    h.step();
+    h.get_by_label("Filter the Dataset tab to the visible range").click();
+    h.step();
+    h.step();
+    h.step();
+    assert_eq!(h.state().tab(), Tab::Dataset);
+    let (lo, hi) = h.state().filter.price_usd.expect("a price range");
+    assert!(lo <= data.stats.price.min && hi >= data.stats.price.max, "{lo}..{hi}");
+    assert_eq!(h.state().dataset_tab.view.len(), data.table.len());
+    assert!(h.query_all_by_label_contains("price $").count() >= 1, "a chip shows the range");
+}

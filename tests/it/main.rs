@@ -9,4 +9,6 @@ mod gui;
 mod hub;
 mod loading;
 mod sampling;
+#[cfg(feature = "gui")]
+mod snapshots;
 mod tester;

@@ -1,0 +1,45 @@
+//! Snapshot images of each tab, rendered by wgpu on Mesa's software Vulkan (lavapipe; `.ci/run`
+//! installs it). `UPDATE_SNAPSHOTS=1 cargo test snapshots` rewrites tests/snapshots/*.png after an
+//! intended change; look at the new images before committing them.
+
+use egui_kittest::Harness;
+use pricer::app::data::load_demo;
+use pricer::app::{Action, PricerApp, Settings, Tab};
+use std::sync::Arc;
+
+fn snapshot_tab(tab: Tab, name: &str) {
+    let data = Arc::new(load_demo(3000, 42, &Default::default()).unwrap());
+    let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
+    app.sampling_tab.on_new_data(&data);
+    app.data = Some(data);
+    app.act(Action::SetTab(tab));
+    if tab == Tab::Dataset {
+        app.dataset_tab.selected = Some(1);
+    }
+    let mut h = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).wgpu().build_ui_state(
+        |ui, app: &mut PricerApp| {
+            app.logic(&ui.ctx().clone());
+            app.ui(ui);
+        },
+        app,
+    );
+    for _ in 0..6 {
+        h.step();
+    }
+    h.snapshot(name);
+}
+
+#[test]
+fn dataset_tab_snapshot() {
+    snapshot_tab(Tab::Dataset, "dataset_tab");
+}
+
+#[test]
+fn charts_tab_snapshot() {
+    snapshot_tab(Tab::Charts, "charts_tab");
+}
+
+#[test]
+fn sampling_tab_snapshot() {
+    snapshot_tab(Tab::Sampling, "sampling_tab");
+}
