@@ -180,6 +180,9 @@ fn slots_for(table: &ItemTable, width: f64) -> std::borrow::Cow<'_, [u16]> {
 /// left (Efraimidis–Spirakis keys, equivalent to successive weighted draws). Returns the chosen
 /// rows in their input order.
 fn draw_weighted(rows: &[u32], k: usize, weight: impl Fn(u32) -> f64, seed: u64, stream: u64) -> Vec<u32> {
+    if k == 0 {
+        return Vec::new();
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
     // key = -ln(u) / w: the k smallest keys win.
@@ -323,6 +326,17 @@ pub fn split(sample: &[usize], params: &SplitParams) -> (Vec<usize>, Vec<usize>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cap_of_zero_takes_nothing_from_crowded_slots() {
+        let mut t = ItemTable::new();
+        for i in 0..10 {
+            t.push_parts("t", "A", 10.0, "", &format!("p{i}"), 1);
+        }
+        t.push_parts("t", "A", 300.0, "", "q", 1);
+        let p = BalanceParams { cap_per_slot: 0, ..BalanceParams::original() };
+        assert_eq!(balance(&t, &p), vec![10]);
+    }
 
     #[test]
     fn slots_round_half_even() {

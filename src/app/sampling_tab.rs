@@ -439,9 +439,6 @@ impl SamplingTab {
                 .collect();
             donut_ui(ui, &parts, 180.0);
         });
-        if let Some(&last) = self.preview_secs.last() {
-            ui.label(RichText::new(format!("preview computed in {:.2} ms", last * 1e3)).weak().small());
-        }
     }
 }
 
