@@ -142,6 +142,21 @@ impl SamplingTab {
         }
     }
 
+    /// The preset the recipe's balancing equals, else `Custom`.
+    pub fn matching_preset(&self, data: &Dataset) -> Preset {
+        let b = &self.recipe.balance;
+        let is = |name: &str| Recipe::preset(name).is_some_and(|r| r.balance == *b);
+        if is("original") {
+            Preset::Original
+        } else if is("lite") {
+            Preset::Lite
+        } else if Recipe::preset("original").is_some_and(|r| equal_weights(data, &r.balance) == *b) {
+            Preset::EqualPerCategory
+        } else {
+            Preset::Custom
+        }
+    }
+
     /// Draws the tab.
     pub fn ui(
         &mut self,
@@ -168,6 +183,8 @@ impl SamplingTab {
 
     fn controls_ui(&mut self, ui: &mut Ui, data: &Dataset, busy: bool, actions: &mut Vec<Action>) {
         ui.heading("Recipe");
+        // The highlighted preset is the one the recipe equals now (edits make it "custom").
+        self.preset = self.matching_preset(data);
         ui.horizontal_wrapped(|ui| {
             for (p, label) in [
                 (Preset::Original, "original"),
@@ -189,7 +206,6 @@ impl SamplingTab {
                 }
             }
         });
-        let before = self.recipe.clone();
         let b = &mut self.recipe.balance;
         ui.checkbox(&mut b.balance, "balance crowded price slots");
         ui.add(egui::DragValue::new(&mut b.slot_width_usd).prefix("slot width $").speed(0.05).range(0.1..=100.0));
@@ -235,9 +251,6 @@ impl SamplingTab {
         ui.add(egui::DragValue::new(&mut s.n_train).speed(100).range(0..=100_000_000).prefix("train "));
         ui.add(egui::DragValue::new(&mut s.n_test).speed(10).range(0..=10_000_000).prefix("test "));
         ui.add(egui::DragValue::new(&mut s.seed).prefix("split seed "));
-        if self.recipe != before && self.preset != Preset::Custom && self.recipe.balance != before.balance {
-            self.preset = Preset::Custom;
-        }
         ui.add_space(6.0);
         if ui
             .add_enabled(!busy, egui::Button::new("Apply: draw the exact sample"))

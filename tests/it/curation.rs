@@ -294,3 +294,34 @@ fn fast_decode_equals_the_tokenizers_decode() {
         );
     }
 }
+
+#[test]
+fn another_tokenizer_json_works_and_the_generic_path_agrees_with_the_built_in() {
+    // The built-in tokenizer written out as a plain tokenizer.json: loaded through `from_file`
+    // it takes the generic path (full second encode, HF decode), which must give the same items.
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("tokenizer.json");
+    let gz = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/llama-3.1-tokenizer.json.gz")).unwrap();
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).unwrap();
+    std::fs::write(&json_path, json).unwrap();
+    let from_file = std::sync::Arc::new(PriceTokenizer::from_file(&json_path).unwrap());
+    assert!(from_file.cleans_up_spaces());
+    let generic = Curator::new(from_file, CurateOptions::default()).unwrap();
+    let built_in = Curator::original().unwrap();
+    let mut kept = 0;
+    for line in std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo_300.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let rec = parse_line(line.as_bytes()).unwrap();
+        let a = built_in.curate(&rec, "C").unwrap();
+        let b = generic.curate(&rec, "C").unwrap();
+        assert_eq!(a, b);
+        kept += usize::from(a.is_ok());
+    }
+    assert!(kept > 100);
+    // A missing or broken file is a clear error.
+    let err = PriceTokenizer::from_file(&dir.path().join("nope.json")).unwrap_err().to_string();
+    assert!(err.contains("nope.json"), "{err}");
+}

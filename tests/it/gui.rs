@@ -113,6 +113,11 @@ fn moving_the_cap_changes_the_previewed_count_and_histogram() {
     h.step();
     h.step();
     assert_eq!(h.state().sampling_tab.recipe.balance.cap_per_slot, 300);
+    assert_eq!(
+        h.state().sampling_tab.preset,
+        pricer::app::sampling_tab::Preset::Custom,
+        "an edit makes the recipe custom"
+    );
     let p = &h.state().sampling_tab.preview.as_ref().unwrap().2;
     assert!((p.per_slot[10] - 300.0).abs() < 1e-6);
     assert!((p.total - 840.0).abs() < 1e-6);
