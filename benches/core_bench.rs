@@ -103,18 +103,10 @@ fn big_table(n: usize) -> ItemTable {
         (curator.curate_sources(&[src], ReadOptions::default(), &JobCtx::default()).expect("curate").0, "demo items")
     };
     println!("memory    table built from {} {origin}, repeated with jittered prices", base.len());
-    let items: Vec<_> = base.iter().map(|i| i.to_owned_item()).collect();
-    drop(base);
     let rss_before = proc_status_kib("VmRSS:");
-    let mut table = ItemTable::new();
     let t0 = Instant::now();
-    for k in 0..n {
-        let it = &items[k % items.len()];
-        let jitter = 1.0 + ((k / items.len()) as f64 * 0.013) % 0.2 - 0.1;
-        let price = (it.price * jitter).clamp(0.5, 999.49);
-        table.push_parts(&it.title, &it.category, price, &it.details, &it.prompt, it.token_count);
-    }
-    table.shrink_to_fit();
+    let table = ItemTable::repeated(&base, n);
+    drop(base);
     let build = t0.elapsed();
     let rss_after = proc_status_kib("VmRSS:");
     let prompt_bytes = table.prompt_text_bytes() as f64;

@@ -96,6 +96,21 @@ impl CurationReport {
         }
     }
 
+    /// Adds the counts and messages of another report (several inputs, one dataset).
+    pub fn absorb(&mut self, other: CurationReport) {
+        self.lines_read += other.lines_read;
+        self.kept += other.kept;
+        self.no_price += other.no_price;
+        self.out_of_range += other.out_of_range;
+        self.too_short += other.too_short;
+        self.too_few_tokens += other.too_few_tokens;
+        self.malformed += other.malformed;
+        self.first_errors.extend(other.first_errors);
+        self.first_errors.truncate(MAX_REPORTED_ERRORS);
+        self.file_errors.extend(other.file_errors);
+        self.cancelled |= other.cancelled;
+    }
+
     /// Multi-line human summary.
     pub fn summary(&self) -> String {
         let mut s = format!(

@@ -141,14 +141,17 @@ pub fn histogram<T: Copy + Into<f64> + Send + Sync>(values: &[T], bins: Bins) ->
             }
             (counts, below, above)
         })
-        .reduce(
-            || (vec![0u64; n], 0, 0),
-            |(mut a, b1, a1), (b, b2, a2)| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                (a, b1 + b2, a1 + a2)
-            },
-        );
+        .reduce(|| (vec![0u64; n], 0, 0), merge_counts);
     Histogram { edges, counts, below, above }
+}
+
+/// Adds two partial `(counts, below, above)` results of a parallel binning pass.
+fn merge_counts(
+    (mut a, below_a, above_a): (Vec<u64>, u64, u64),
+    (b, below_b, above_b): (Vec<u64>, u64, u64),
+) -> (Vec<u64>, u64, u64) {
+    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+    (a, below_a + below_b, above_a + above_b)
 }
 
 /// Histogram of the table's prices. Linear bins whose edges fall on whole cents are counted on
@@ -196,13 +199,7 @@ pub fn price_histogram(table: &ItemTable, bins: Bins) -> Histogram {
             }
             (c.iter().map(|q| q.iter().map(|&v| u64::from(v)).sum()).collect::<Vec<u64>>(), below, above)
         })
-        .reduce(
-            || (vec![0u64; n], 0, 0),
-            |(mut a, b1, a1), (b, b2, a2)| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                (a, b1 + b2, a1 + a2)
-            },
-        );
+        .reduce(|| (vec![0u64; n], 0, 0), merge_counts);
     hist.counts = counts;
     hist.below = below;
     hist.above = above;

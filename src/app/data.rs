@@ -112,7 +112,7 @@ pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> anyhow::Result<Dataset> {
         if rep.cancelled {
             return Err(crate::Error::Cancelled.into());
         }
-        merge_reports(&mut report, rep);
+        report.absorb(rep);
         table.extend_from(&t);
     }
     if table.is_empty() {
@@ -121,20 +121,6 @@ pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> anyhow::Result<Dataset> {
     table.shrink_to_fit();
     ctx.report(&Progress { stage: "computing statistics".into(), ..Progress::default() });
     Ok(Dataset::build(name, false, table, report))
-}
-
-fn merge_reports(into: &mut CurationReport, from: CurationReport) {
-    into.lines_read += from.lines_read;
-    into.kept += from.kept;
-    into.no_price += from.no_price;
-    into.out_of_range += from.out_of_range;
-    into.too_short += from.too_short;
-    into.too_few_tokens += from.too_few_tokens;
-    into.malformed += from.malformed;
-    into.first_errors.extend(from.first_errors);
-    into.first_errors.truncate(crate::curate::MAX_REPORTED_ERRORS);
-    into.file_errors.extend(from.file_errors);
-    into.cancelled |= from.cancelled;
 }
 
 /// Generates and curates the built-in synthetic demo.
