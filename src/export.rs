@@ -257,7 +257,37 @@ fn write_parquet(path: &Path, str_cols: &[(&str, Column<'_>)], f64_cols: &[(&str
 /// Reads a file of curated items (JSON lines with at least `title, category, price, prompt`,
 /// or Parquet with those columns). Returns the table and the malformed lines.
 pub fn read_items(path: &Path) -> Result<(ItemTable, Vec<crate::load::LineError>)> {
+    read_items_with(path, &crate::jobs::JobCtx::default())
+}
+
+/// [`read_items`] reporting progress (rows read) and stopping with `Cancelled` when asked.
+pub fn read_items_with(path: &Path, ctx: &crate::jobs::JobCtx) -> Result<(ItemTable, Vec<crate::load::LineError>)> {
     use crate::load::LineError;
+    let stage = format!(
+        "reading {}",
+        path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    );
+    let total_rows = if path.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        std::fs::File::open(path)
+            .ok()
+            .and_then(|f| SerializedFileReader::new(f).ok())
+            .map_or(0, |r| r.metadata().file_metadata().num_rows().max(0) as u64)
+    } else {
+        0
+    };
+    let tick = |i: usize, n_items: usize| -> Result<()> {
+        if i.is_multiple_of(50_000) {
+            ctx.check()?;
+            ctx.report(&crate::jobs::Progress {
+                stage: stage.clone(),
+                done: i as u64,
+                total: total_rows,
+                n_items: n_items as u64,
+            });
+        }
+        Ok(())
+    };
     let mut table = ItemTable::new();
     let mut errors = Vec::new();
     let name = path.display().to_string();
@@ -268,6 +298,7 @@ pub fn read_items(path: &Path) -> Result<(ItemTable, Vec<crate::load::LineError>
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let reader = SerializedFileReader::new(f).map_err(perr)?;
         for (i, row) in reader.get_row_iter(None).map_err(perr)?.enumerate() {
+            tick(i, table.len())?;
             let row = row.map_err(perr)?;
             let mut item = crate::items::CuratedItem {
                 title: String::new(),
@@ -305,6 +336,7 @@ pub fn read_items(path: &Path) -> Result<(ItemTable, Vec<crate::load::LineError>
         use std::io::BufRead;
         let reader = crate::load::open_text(path)?;
         for (i, line) in reader.split(b'\n').enumerate() {
+            tick(i, table.len())?;
             let line = line.map_err(|e| Error::io(path, e))?;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;

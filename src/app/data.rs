@@ -95,8 +95,7 @@ pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> anyhow::Result<Dataset> {
     let mut report = CurationReport::default();
     for p in paths {
         if is_items_file(p)? {
-            ctx.report(&Progress { stage: format!("reading {}", p.display()), ..Progress::default() });
-            let (t, errors) = crate::export::read_items(p)?;
+            let (t, errors) = crate::export::read_items_with(p, ctx)?;
             report.lines_read += t.len() as u64 + errors.len() as u64;
             report.kept += t.len() as u64;
             report.malformed += errors.len() as u64;

@@ -89,3 +89,20 @@ fn failed_write_leaves_the_old_file_and_no_temporary() {
     write_atomic(&path, |w| std::io::Write::write_all(w, b"new\n")).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
 }
+
+#[test]
+fn reading_items_reports_progress_and_can_be_cancelled() {
+    let t = demo_items();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("items.parquet");
+    write_items(&t, &path).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let ctx = pricer::jobs::JobCtx::with_progress(move |p| s2.lock().unwrap().push((p.done, p.total)));
+    let (back, _) = pricer::export::read_items_with(&path, &ctx).unwrap();
+    assert_eq!(back.len(), t.len());
+    assert_eq!(seen.lock().unwrap().first().copied(), Some((0, t.len() as u64)));
+    ctx.cancel.cancel();
+    let err = pricer::export::read_items_with(&path, &ctx).unwrap_err();
+    assert!(matches!(err, pricer::Error::Cancelled));
+}

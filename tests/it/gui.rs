@@ -293,3 +293,20 @@ fn charts_link_a_range_to_the_dataset_filter() {
     assert_eq!(h.state().dataset_tab.view.len(), data.table.len());
     assert!(h.query_all_by_label_contains("price $").count() >= 1, "a chip shows the range");
 }
+
+#[test]
+fn curated_items_files_load_as_they_are() {
+    let data = demo();
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.parquet");
+    pricer::export::write_items(&data.table, &items).unwrap();
+    let mut h = harness(app_with(demo()));
+    h.step();
+    h.state_mut().act(pricer::app::Action::Load(vec![items]));
+    settle(&mut h);
+    let loaded = h.state().data.clone().unwrap();
+    assert_eq!(loaded.name, "items.parquet");
+    assert_eq!(loaded.table.len(), data.table.len());
+    assert_eq!(loaded.report.kept as usize, data.table.len());
+    assert_eq!(loaded.table.get(7).prompt, data.table.get(7).prompt);
+}
