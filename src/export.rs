@@ -267,16 +267,8 @@ pub fn read_items_with(path: &Path, ctx: &crate::jobs::JobCtx) -> Result<(ItemTa
         "reading {}",
         path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
     );
-    let total_rows = if path.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        std::fs::File::open(path)
-            .ok()
-            .and_then(|f| SerializedFileReader::new(f).ok())
-            .map_or(0, |r| r.metadata().file_metadata().num_rows().max(0) as u64)
-    } else {
-        0
-    };
-    let tick = |i: usize, n_items: usize| -> Result<()> {
+    // `total_rows` is known for Parquet (its metadata), 0 (unknown) for JSON lines.
+    let tick = |i: usize, n_items: usize, total_rows: u64| -> Result<()> {
         if i.is_multiple_of(50_000) {
             ctx.check()?;
             ctx.report(&crate::jobs::Progress {
@@ -297,8 +289,9 @@ pub fn read_items_with(path: &Path, ctx: &crate::jobs::JobCtx) -> Result<(ItemTa
         let perr = |e: parquet::errors::ParquetError| Error::Parquet { path: path.into(), message: e.to_string() };
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let reader = SerializedFileReader::new(f).map_err(perr)?;
+        let total_rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
         for (i, row) in reader.get_row_iter(None).map_err(perr)?.enumerate() {
-            tick(i, table.len())?;
+            tick(i, table.len(), total_rows)?;
             let row = row.map_err(perr)?;
             let mut item = crate::items::CuratedItem {
                 title: String::new(),
@@ -336,7 +329,7 @@ pub fn read_items_with(path: &Path, ctx: &crate::jobs::JobCtx) -> Result<(ItemTa
         use std::io::BufRead;
         let reader = crate::load::open_text(path)?;
         for (i, line) in reader.split(b'\n').enumerate() {
-            tick(i, table.len())?;
+            tick(i, table.len(), 0)?;
             let line = line.map_err(|e| Error::io(path, e))?;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;

@@ -94,6 +94,10 @@ impl BytesColumn {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.data[start..self.ends[i] as usize]
     }
+    /// The `i`-th value, or `None` past the end.
+    pub fn try_get(&self, i: usize) -> Option<&[u8]> {
+        (i < self.ends.len()).then(|| self.get(i))
+    }
     /// Bytes of memory reserved (data and offsets).
     pub fn heap_bytes(&self) -> usize {
         self.data.capacity() + self.ends.capacity() * 8

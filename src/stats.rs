@@ -100,16 +100,24 @@ impl Histogram {
     }
 }
 
+impl Bins {
+    /// `(number of bins, low edge, high edge, logarithmic)`, edges in the binned coordinate
+    /// (log10 of the value for logarithmic bins). Width bins round the range up to whole bins.
+    fn layout(self) -> (usize, f64, f64, bool) {
+        match self {
+            Bins::Width { start, width, end } => {
+                let n = (((end - start) / width).ceil().max(1.0)) as usize;
+                (n, start, start + n as f64 * width, false)
+            }
+            Bins::Count { n, min, max } => (n.max(1), min, max, false),
+            Bins::Log { n, min, max } => (n.max(1), min.max(f64::MIN_POSITIVE).log10(), max.log10(), true),
+        }
+    }
+}
+
 /// Bins `values` (in parallel over chunks).
 pub fn histogram<T: Copy + Into<f64> + Send + Sync>(values: &[T], bins: Bins) -> Histogram {
-    let (n, lo, hi, log) = match bins {
-        Bins::Width { start, width, end } => {
-            let n = (((end - start) / width).ceil().max(1.0)) as usize;
-            (n, start, start + n as f64 * width, false)
-        }
-        Bins::Count { n, min, max } => (n.max(1), min, max, false),
-        Bins::Log { n, min, max } => (n.max(1), min.max(f64::MIN_POSITIVE).log10(), max.log10(), true),
-    };
+    let (n, lo, hi, log) = bins.layout();
     let span = hi - lo;
     let scale = if span > 0.0 { n as f64 / span } else { 0.0 };
     let edges: Vec<f64> =
@@ -158,14 +166,10 @@ fn merge_counts(
 /// the integer cents column (exact fixed-point arithmetic, about twice as fast as floating
 /// point); other bins use [`histogram`] on the prices.
 pub fn price_histogram(table: &ItemTable, bins: Bins) -> Histogram {
-    let (n, lo, hi) = match bins {
-        Bins::Width { start, width, end } => {
-            let n = (((end - start) / width).ceil().max(1.0)) as usize;
-            (n, start, start + n as f64 * width)
-        }
-        Bins::Count { n, min, max } => (n.max(1), min, max),
-        Bins::Log { .. } => return histogram(table.prices(), bins),
-    };
+    let (n, lo, hi, log) = bins.layout();
+    if log {
+        return histogram(table.prices(), bins);
+    }
     let (lo_c, hi_c) = ((lo * 100.0).round(), (hi * 100.0).round());
     let whole_cents = (lo * 100.0 - lo_c).abs() < 1e-9 && (hi * 100.0 - hi_c).abs() < 1e-9;
     let span = hi_c - lo_c;

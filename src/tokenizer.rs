@@ -1,6 +1,7 @@
 //! The tokenizer used to count and cut prompts: Llama 3.1 by default (shipped gzip-compressed in
 //! `assets/` and compiled into the binary), or any Hugging Face `tokenizer.json`.
 
+use crate::items::BytesColumn;
 use crate::text::clean_up_tokenization;
 use crate::{Error, Result};
 use std::io::Read;
@@ -17,22 +18,7 @@ pub struct PriceTokenizer {
     /// Bytes of text behind each token id, for byte-level tokenizers whose pre-tokenizer is
     /// known to start a new piece at every " <letter>" (the built-in Llama 3.1): lets a prompt
     /// be counted from its first encoding instead of a second full pass.
-    token_bytes: Option<ByteTable>,
-}
-
-/// The bytes behind every token id of a byte-level BPE, back to back.
-struct ByteTable {
-    data: Vec<u8>,
-    ends: Vec<u32>,
-}
-
-impl ByteTable {
-    fn get(&self, id: u32) -> Option<&[u8]> {
-        let i = id as usize;
-        let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        Some(&self.data[start..end])
-    }
+    token_bytes: Option<BytesColumn>,
 }
 
 impl std::fmt::Debug for PriceTokenizer {
@@ -101,7 +87,7 @@ impl PriceTokenizer {
                 let mut bytes = Vec::with_capacity(ids.len() * 6);
                 for &id in ids {
                     bytes.extend_from_slice(
-                        table.get(id).ok_or_else(|| Error::Tokenizer(format!("unknown token id {id}")))?,
+                        table.try_get(id as usize).ok_or_else(|| Error::Tokenizer(format!("unknown token id {id}")))?,
                     );
                 }
                 String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
@@ -160,7 +146,7 @@ fn byte_level_decoder_map() -> std::collections::HashMap<char, u8> {
 }
 
 /// The bytes behind each token id of a byte-level BPE (added tokens stand for their content).
-fn byte_level_table(tok: &tokenizers::Tokenizer) -> ByteTable {
+fn byte_level_table(tok: &tokenizers::Tokenizer) -> BytesColumn {
     let n = tok.get_vocab_size(true);
     let map = byte_level_decoder_map();
     let mut per_id: Vec<Vec<u8>> = vec![Vec::new(); n];
@@ -174,21 +160,20 @@ fn byte_level_table(tok: &tokenizers::Tokenizer) -> ByteTable {
             *slot = added.content.into_bytes();
         }
     }
-    let mut table = ByteTable { data: Vec::new(), ends: Vec::with_capacity(n) };
+    let mut table = BytesColumn::default();
     for bytes in per_id {
-        table.data.extend_from_slice(&bytes);
-        table.ends.push(table.data.len() as u32);
+        table.push(&bytes);
     }
     table
 }
 
 /// `(tokens, byte)`: a split point in `body` at " <ASCII letter>" after a non-space, where the
 /// first `tokens` of `kept` end exactly; searched from the end, a few candidates at most.
-fn reusable_prefix(table: &ByteTable, kept: &[u32], body: &str) -> Option<(usize, usize)> {
+fn reusable_prefix(table: &BytesColumn, kept: &[u32], body: &str) -> Option<(usize, usize)> {
     let mut ends = Vec::with_capacity(kept.len());
     let mut acc = 0usize;
     for &id in kept {
-        acc += table.get(id)?.len();
+        acc += table.try_get(id as usize)?.len();
         ends.push(acc);
     }
     let b = body.as_bytes();
