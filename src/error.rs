@@ -30,6 +30,9 @@ pub enum Error {
     /// A Hub download failed.
     #[error("download: {0}")]
     Download(String),
+    /// A model could not be loaded, trained or run.
+    #[error("model: {0}")]
+    Model(String),
     /// The job was cancelled by the user; not an error to show.
     #[error("cancelled")]
     Cancelled,
@@ -37,6 +40,12 @@ pub enum Error {
 
 /// Result alias of the domain core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Model(e.to_string())
+    }
+}
 
 impl Error {
     /// Wraps an I/O error with the file it concerns.

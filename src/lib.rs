@@ -9,6 +9,7 @@ pub mod curate;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod finetune;
 pub mod hub;
 pub mod items;
 pub mod jobs;

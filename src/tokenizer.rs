@@ -56,6 +56,11 @@ impl PriceTokenizer {
         Ok(Self { inner, clean_up_spaces, name: path.display().to_string(), token_bytes: None })
     }
 
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
     /// Human-readable name (for reports).
     pub fn name(&self) -> &str {
         &self.name

@@ -1,5 +1,10 @@
 //! Pricer Studio, the desktop app. Opens on the built-in synthetic demo.
 
+/// mimalloc keeps freed memory for reuse: training allocates and frees large tensors every step,
+/// which with the system allocator costs a page fault per page each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use pricer::app::{EframeApp, Tab, widgets::ScreenshotPlan};
 use std::path::PathBuf;

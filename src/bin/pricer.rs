@@ -1,6 +1,11 @@
 //! `pricer`: the headless command line over Pricer Studio's core. Progress goes to stderr, results
 //! to stdout or files; a bad input exits non-zero with a clear message.
 
+/// mimalloc keeps freed memory for reuse: training allocates and frees large tensors every step,
+/// which with the system allocator costs a page fault per page each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use pricer::curate::{CurateOptions, Curator};
@@ -157,6 +162,61 @@ enum Command {
         /// Per-item CSV (default: <predictions>.scored.csv).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Fine-tune a causal LM with LoRA on curated items (headless; the app launches this command).
+    ///
+    /// Makes a run folder (config.toml, metrics.jsonl, train.log, status.json, checkpoints/).
+    /// Create a file named STOP in the run folder to stop after the current step with a checkpoint;
+    /// `--resume RUN_DIR` continues from the last complete checkpoint on the same curve.
+    Train {
+        /// Run configuration (TOML; `pricer train --print-config` shows every key with its default).
+        #[arg(long, required_unless_present_any = ["resume", "print_config"])]
+        config: Option<PathBuf>,
+        /// Continue this run folder from its last checkpoint.
+        #[arg(long, conflicts_with = "config")]
+        resume: Option<PathBuf>,
+        /// Change the number of optimizer steps (e.g. to extend a finished run on resume).
+        #[arg(long)]
+        max_steps: Option<usize>,
+        /// Print the default configuration and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Price prompts with a model and (optionally) a trained adapter checkpoint.
+    Predict {
+        /// Model: .gguf file, Hugging Face folder or Hub id (default: the fetched SmolLM2-135M-Instruct).
+        #[arg(long)]
+        model: Option<String>,
+        /// A checkpoint folder (adapter_model.safetensors, optional price_head.safetensors).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// A prompt to price (a test prompt ending `Price is $`, or a full item prompt).
+        #[arg(long, conflicts_with = "items")]
+        prompt: Option<String>,
+        /// Items to price (prints title, truth and guess for the first --size).
+        #[arg(long)]
+        items: Option<PathBuf>,
+        /// Items priced from --items.
+        #[arg(long, default_value_t = 10)]
+        size: usize,
+        /// Longest prompt in tokens (the description is shortened, never the price part).
+        #[arg(long, default_value_t = 512)]
+        max_seq_len: usize,
+    },
+    /// Evaluate a run's checkpoint on test items with the Tester: report line, per-item CSV.
+    Eval {
+        /// The run folder.
+        #[arg(long)]
+        run: PathBuf,
+        /// Test items (Parquet or JSONL of curated items).
+        #[arg(long)]
+        test: PathBuf,
+        /// A checkpoint folder (default: the run's latest).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Items scored (the first N).
+        #[arg(long, default_value_t = 250)]
+        size: usize,
     },
     /// Download raw category files of McAuley-Lab/Amazon-Reviews-2023 from the Hugging Face Hub.
     ///
@@ -376,6 +436,65 @@ fn run(cli: Cli) -> Result<()> {
             let out = out.unwrap_or_else(|| predictions.with_extension("scored.csv"));
             report.write_csv(&out, &extra)?;
             eprintln!("per-item scores written to {}", out.display());
+        }
+        Command::Train { config, resume, max_steps, print_config } => {
+            if print_config {
+                print_out(&pricer::finetune::TrainConfig::default().to_toml());
+                return Ok(());
+            }
+            let mut trainer = match (&config, &resume) {
+                (_, Some(dir)) => pricer::finetune::Trainer::resume(dir, max_steps)?,
+                (Some(path), None) => {
+                    let mut cfg = pricer::finetune::TrainConfig::load(path)?;
+                    if max_steps.is_some() {
+                        cfg.max_steps = max_steps;
+                    }
+                    pricer::finetune::Trainer::create(cfg)?
+                }
+                (None, None) => bail!("give --config RUN.toml or --resume RUN_DIR"),
+            };
+            let run_dir = trainer.run_dir.clone();
+            print_out(&format!("run folder: {}", run_dir.display()));
+            match trainer.run(&|| false) {
+                Ok(outcome) => print_out(&format!("{outcome:?} at step {}", trainer.state.step)),
+                Err(e) => {
+                    pricer::finetune::Trainer::mark_failed(&run_dir, &e.to_string());
+                    return Err(e.into());
+                }
+            }
+        }
+        Command::Predict { model, checkpoint, prompt, items, size, max_seq_len } => {
+            use pricer::finetune::{Model, ModelSource, Predictor};
+            let model_s = model.unwrap_or_else(|| pricer::finetune::model::default_model_path().display().to_string());
+            let source = ModelSource::parse(&model_s)?;
+            let m = Model::load(&source, &candle_core::Device::Cpu, &Default::default())?;
+            let p = Predictor::from_checkpoint(m, checkpoint.as_deref(), max_seq_len)?;
+            eprintln!("decode: {}", p.decode.name());
+            match (prompt, items) {
+                (Some(prompt), _) => print_out(&format!("{:.2}", p.predict(&prompt)?)),
+                (None, Some(path)) => {
+                    let table = load_items(&path)?;
+                    print_out("truth\tguess\ttitle");
+                    for i in 0..size.min(table.len()) {
+                        let item = table.get(i);
+                        print_out(&format!("{:.2}\t{:.2}\t{}", item.price, p.predict(item.prompt)?, item.title));
+                    }
+                }
+                (None, None) => bail!("give --prompt TEXT or --items FILE"),
+            }
+        }
+        Command::Eval { run, test, checkpoint, size } => {
+            let s =
+                pricer::finetune::predict::evaluate_run(&run, checkpoint.as_deref(), &test, size, &stderr_progress())?;
+            print_out(&s.line);
+            eprintln!(
+                "{} items, decode {}, {:.1} s ({:.2} s per item); per-item CSV: {}",
+                s.n,
+                s.decode.name(),
+                s.seconds,
+                s.seconds / s.n.max(1) as f64,
+                run.join(format!("eval-{}.csv", s.checkpoint)).display()
+            );
         }
         Command::Download { categories, dir, endpoint, cache_dir } => {
             let categories: Vec<String> = if categories.iter().any(|c| c == "all8") {

@@ -15,14 +15,21 @@ struct Seen {
     auth: Option<String>,
 }
 
-struct FakeHub {
-    endpoint: String,
+pub struct FakeHub {
+    pub endpoint: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn fake_hub(files: Vec<(String, Vec<u8>)>) -> FakeHub {
+    fake_hub_at(&format!("/datasets/{DATASET_REPO}/resolve/main/"), files)
+}
+
+/// A fake Hub serving `files` under `prefix` (`/datasets/<repo>/resolve/main/` for a dataset,
+/// `/<repo>/resolve/main/` for a model).
+pub fn fake_hub_at(prefix: &str, files: Vec<(String, Vec<u8>)>) -> FakeHub {
+    let prefix = prefix.to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -50,7 +57,6 @@ fn fake_hub(files: Vec<(String, Vec<u8>)>) -> FakeHub {
                 }
             }
             seen2.lock().unwrap().push(Seen { path: path.clone(), range: range.clone(), auth });
-            let prefix = format!("/datasets/{DATASET_REPO}/resolve/main/");
             let body = path.strip_prefix(&prefix).and_then(|f| files.iter().find(|(n, _)| n == f)).map(|(_, b)| b);
             let Some(body) = body else {
                 let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod curation;
 mod export;
+mod finetune;
 #[cfg(feature = "gui")]
 mod gui;
 mod hub;

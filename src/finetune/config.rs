@@ -1,0 +1,240 @@
+//! A training run's configuration (`run.toml`), with the defaults of the original QLoRA run
+//! (design.md §7) and validation.
+
+use super::lora::LoraConfig;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What the model learns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Next-token cross-entropy on the tokens after `Price is $` (the original).
+    #[default]
+    Lm,
+    /// A linear head on the last hidden state of the test prompt predicting standardised
+    /// `ln(price + 1)` with MSE (sidesteps digit-by-digit tokenizers).
+    Regression,
+}
+
+/// Everything a run needs; `pricer train --config run.toml` reads it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// A `.gguf` file, a Hugging Face model folder, or a Hub id (`owner/name`).
+    pub model: String,
+    /// Training items (a Sampling export: Parquet or JSONL of curated items).
+    pub train: PathBuf,
+    /// Validation items; when absent, `val_items` are held out from `train`.
+    pub validation: Option<PathBuf>,
+    /// Items held out for validation when no validation file is given.
+    pub val_items: usize,
+    /// Use at most this many training items (after the hold-out).
+    pub max_train_items: Option<usize>,
+    /// Folder holding run folders.
+    pub runs_dir: PathBuf,
+    /// Run folder name (default `run-YYYYMMDD-HHMMSS`).
+    pub name: Option<String>,
+    /// What the model learns.
+    pub objective: Objective,
+    /// Adapter settings.
+    pub lora: LoraConfig,
+    /// Passes over the training items (fractions allowed).
+    pub epochs: f64,
+    /// Stop after this many optimizer steps (overrides `epochs`).
+    pub max_steps: Option<usize>,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Fraction of steps of linear warm-up before the cosine decay.
+    pub warmup_ratio: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Tokens per sequence; descriptions are shortened, never what follows `Price is $`.
+    pub max_seq_len: usize,
+    /// Seed of adapter init, data order and dropout.
+    pub seed: u64,
+    /// Validation loss every N steps (0: only at the end).
+    pub eval_every: usize,
+    /// Checkpoint every N steps (0: only at the end / on stop).
+    pub save_every: usize,
+    /// A line in the log every N steps (metrics.jsonl gets every step).
+    pub log_every: usize,
+    /// `cpu`, `cuda` or `auto`.
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: super::model::default_model_path().display().to_string(),
+            train: PathBuf::new(),
+            validation: None,
+            val_items: 64,
+            max_train_items: None,
+            runs_dir: PathBuf::from("runs"),
+            name: None,
+            objective: Objective::Lm,
+            lora: LoraConfig::default(),
+            epochs: 1.0,
+            max_steps: None,
+            batch_size: 4,
+            grad_accum: 1,
+            learning_rate: 1e-4,
+            warmup_ratio: 0.03,
+            weight_decay: 0.001,
+            max_grad_norm: 0.3,
+            max_seq_len: 182,
+            seed: 42,
+            eval_every: 50,
+            save_every: 50,
+            log_every: 50,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file; relative paths are taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut cfg: Self =
+            toml::from_str(&text).map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_relative(dir);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_relative(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = dir.join(&*p);
+            }
+        };
+        fix(&mut self.train);
+        if let Some(v) = &mut self.validation {
+            fix(v);
+        }
+        fix(&mut self.runs_dir);
+        let m = PathBuf::from(&self.model);
+        if m.is_relative() && dir.join(&m).exists() {
+            self.model = dir.join(m).display().to_string();
+        }
+    }
+
+    /// The TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+
+    /// Every problem with the values, one message each (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = vec![];
+        if self.model.trim().is_empty() {
+            p.push("model: choose a .gguf file, a model folder or a Hub id".into());
+        }
+        if self.train.as_os_str().is_empty() {
+            p.push("train: choose a file of curated items".into());
+        }
+        if self.lora.r == 0 {
+            p.push("lora.r must be at least 1".into());
+        }
+        if let Err(e) = self.lora.targets() {
+            p.push(e.to_string());
+        }
+        if !(0.0..1.0).contains(&self.lora.dropout) {
+            p.push("lora.dropout must be in [0, 1)".into());
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            p.push("batch_size and grad_accum must be at least 1".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate < 1.0) {
+            p.push("learning_rate must be in (0, 1)".into());
+        }
+        if !(0.0..=0.5).contains(&self.warmup_ratio) {
+            p.push("warmup_ratio must be in [0, 0.5]".into());
+        }
+        if self.weight_decay < 0.0 || self.max_grad_norm <= 0.0 {
+            p.push("weight_decay must be ≥ 0 and max_grad_norm > 0".into());
+        }
+        if self.max_steps.is_none() && self.epochs <= 0.0 {
+            p.push("epochs must be > 0 (or set max_steps)".into());
+        }
+        if self.max_seq_len < 16 {
+            p.push("max_seq_len must be at least 16".into());
+        }
+        if !matches!(self.device.as_str(), "cpu" | "cuda" | "auto") {
+            p.push("device must be cpu, cuda or auto".into());
+        }
+        p
+    }
+
+    /// Errors with every problem when there is one.
+    pub fn validate(&self) -> Result<()> {
+        let p = self.problems();
+        if p.is_empty() { Ok(()) } else { Err(Error::InvalidInput(p.join("; "))) }
+    }
+
+    /// Optimizer steps for `n_train` items.
+    pub fn total_steps(&self, n_train: usize) -> usize {
+        let per_epoch = n_train.div_ceil(self.batch_size * self.grad_accum).max(1);
+        self.max_steps.unwrap_or_else(|| ((per_epoch as f64) * self.epochs).ceil().max(1.0) as usize)
+    }
+
+    /// Warm-up steps (rounded up, as `transformers` does).
+    pub fn warmup_steps(&self, total: usize) -> usize {
+        (self.warmup_ratio * total as f64).ceil() as usize
+    }
+
+    /// Learning rate before optimizer step `step` (0-based): linear warm-up then cosine to 0.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        let warm = self.warmup_steps(total);
+        if step < warm {
+            return self.learning_rate * step as f64 / warm.max(1) as f64;
+        }
+        let progress = (step - warm) as f64 / (total.saturating_sub(warm)).max(1) as f64;
+        self.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+    }
+}
+
+/// A rough peak-memory estimate in bytes for training `cfg` on a model: f32 base weights,
+/// adapters with AdamW state and gradients, and the activations autograd keeps.
+pub fn memory_estimate(model: &super::model::LlamaConfig, cfg: &TrainConfig) -> u64 {
+    let base = model.n_params() as u64 * 4;
+    let lora = cfg.lora.n_params(model) as u64 * 4 * 5;
+    let (b, t) = (cfg.batch_size as u64, cfg.max_seq_len as u64);
+    let (h, i) = (model.hidden_size as u64, model.intermediate_size as u64);
+    let heads = model.num_attention_heads as u64;
+    let kv = (model.num_key_value_heads * model.head_dim()) as u64;
+    let targets = cfg.lora.targets().map(|t| t.len() as u64).unwrap_or(4);
+    // Per layer: norms, q/k/v/o, rotated q/k, expanded k/v, scores+probs, MLP (gate, up, act),
+    // residuals and the dropout masks of the adapters.
+    let per_layer = b * t * (8 * h + 6 * kv + 4 * i + 2 * heads * t + targets * h) * 4;
+    base + lora + per_layer * model.num_hidden_layers as u64 + 256 * 1024 * 1024
+}
+
+/// The default run folder name for now (`run-YYYYMMDD-HHMMSS`, UTC).
+pub fn default_run_name() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("run-{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}

@@ -1,0 +1,266 @@
+//! LoRA adapters: `y = W·x + (α/r)·B·A·dropout(x)` on chosen projections, `A` initialised like
+//! PEFT (Kaiming-uniform, bound 1/√in), `B` zero. Saved in PEFT's layout:
+//! `adapter_model.safetensors` with keys `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`
+//! (`[r, in]`) / `.lora_B.weight` (`[out, r]`) and `adapter_config.json`.
+
+use super::model::{LlamaConfig, safetensors_bytes};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+/// A projection inside a decoder layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Target {
+    /// `self_attn.q_proj`
+    Q = 0,
+    /// `self_attn.k_proj`
+    K = 1,
+    /// `self_attn.v_proj`
+    V = 2,
+    /// `self_attn.o_proj`
+    O = 3,
+    /// `mlp.gate_proj`
+    Gate = 4,
+    /// `mlp.up_proj`
+    Up = 5,
+    /// `mlp.down_proj`
+    Down = 6,
+}
+
+impl Target {
+    /// Every projection, in weight order.
+    pub const ALL: [Target; 7] = [Self::Q, Self::K, Self::V, Self::O, Self::Gate, Self::Up, Self::Down];
+
+    /// PEFT's module name (`q_proj`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Q => "q_proj",
+            Self::K => "k_proj",
+            Self::V => "v_proj",
+            Self::O => "o_proj",
+            Self::Gate => "gate_proj",
+            Self::Up => "up_proj",
+            Self::Down => "down_proj",
+        }
+    }
+
+    /// Path inside a layer (`self_attn.q_proj`).
+    pub fn hf_path(self) -> String {
+        let parent = if (self as usize) < 4 { "self_attn" } else { "mlp" };
+        format!("{parent}.{}", self.name())
+    }
+
+    /// Reads a module name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == s || t.name().trim_end_matches("_proj") == s)
+    }
+}
+
+/// LoRA hyperparameters.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraConfig {
+    /// Rank r.
+    pub r: usize,
+    /// Scale numerator α (the update is scaled by α/r).
+    pub alpha: f64,
+    /// Dropout on the adapter input.
+    pub dropout: f64,
+    /// Projections that get adapters (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`).
+    pub target_modules: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            r: 32,
+            alpha: 64.0,
+            dropout: 0.1,
+            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec(),
+        }
+    }
+}
+
+impl LoraConfig {
+    /// The targets, validated.
+    pub fn targets(&self) -> Result<Vec<Target>> {
+        let mut v = vec![];
+        for s in &self.target_modules {
+            v.push(Target::parse(s).ok_or_else(|| Error::Model(format!("unknown LoRA target module {s}")))?);
+        }
+        v.sort();
+        v.dedup();
+        if v.is_empty() {
+            return Err(Error::Model("LoRA needs at least one target module".into()));
+        }
+        Ok(v)
+    }
+
+    /// Trainable parameters for a model.
+    pub fn n_params(&self, cfg: &LlamaConfig) -> usize {
+        let t = self.targets().unwrap_or_default();
+        cfg.num_hidden_layers * t.iter().map(|&t| self.r * (cfg.shape_of(t).0 + cfg.shape_of(t).1)).sum::<usize>()
+    }
+}
+
+/// The trainable adapters of one run.
+pub struct Lora {
+    /// Hyperparameters.
+    pub cfg: LoraConfig,
+    /// `(layer, target) → (A [r, in], B [out, r])`.
+    pub modules: Vec<((usize, Target), Var, Var)>,
+    index: HashMap<(usize, Target), usize>,
+}
+
+fn cerr(e: candle_core::Error) -> Error {
+    Error::Model(e.to_string())
+}
+
+/// Seed of one dropout mask.
+fn mask_seed(seed: u64, layer: usize, target: Target) -> u64 {
+    seed ^ ((layer as u64) << 32 | (target as u64) << 8).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl Lora {
+    /// Fresh adapters for `model_cfg`, seeded.
+    pub fn new(cfg: &LoraConfig, model_cfg: &LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
+        let targets = cfg.targets()?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut modules = vec![];
+        for layer in 0..model_cfg.num_hidden_layers {
+            for &t in &targets {
+                let (out, inp) = model_cfg.shape_of(t);
+                let bound = 1.0 / (inp as f32).sqrt();
+                let a: Vec<f32> = (0..cfg.r * inp).map(|_| rng.random_range(-bound..bound)).collect();
+                let a = Var::from_vec(a, (cfg.r, inp), device).map_err(cerr)?;
+                let b = Var::zeros((out, cfg.r), DType::F32, device).map_err(cerr)?;
+                modules.push(((layer, t), a, b));
+            }
+        }
+        Ok(Self::from_modules(cfg.clone(), modules))
+    }
+
+    fn from_modules(cfg: LoraConfig, modules: Vec<((usize, Target), Var, Var)>) -> Self {
+        let index = modules.iter().enumerate().map(|(i, (k, _, _))| (*k, i)).collect();
+        Self { cfg, modules, index }
+    }
+
+    /// Every trainable variable (A then B of each module).
+    pub fn vars(&self) -> Vec<&Var> {
+        self.modules.iter().flat_map(|(_, a, b)| [a, b]).collect()
+    }
+
+    /// Adds the adapter's update to `base_out` when `(layer, target)` has one.
+    pub fn apply(
+        &self,
+        layer: usize,
+        target: Target,
+        input: &Tensor,
+        base_out: Tensor,
+        dropout_seed: Option<u64>,
+    ) -> Result<Tensor> {
+        let Some(&i) = self.index.get(&(layer, target)) else { return Ok(base_out) };
+        let (_, a, b) = &self.modules[i];
+        let x = match dropout_seed {
+            Some(seed) if self.cfg.dropout > 0.0 => {
+                let p = self.cfg.dropout;
+                let keep = 1.0 / (1.0 - p) as f32;
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mask_seed(seed, layer, target));
+                let mask: Vec<f32> =
+                    (0..input.elem_count()).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect();
+                let mask = Tensor::from_vec(mask, input.shape(), input.device()).map_err(cerr)?;
+                (input * mask).map_err(cerr)?
+            }
+            _ => input.clone(),
+        };
+        let scale = self.cfg.alpha / self.cfg.r as f64;
+        let low = x.broadcast_matmul(&a.as_tensor().t().map_err(cerr)?).map_err(cerr)?;
+        let up = low.broadcast_matmul(&b.as_tensor().t().map_err(cerr)?).map_err(cerr)?;
+        (base_out + (up * scale).map_err(cerr)?).map_err(cerr)
+    }
+
+    /// The PEFT key of a module's A or B.
+    pub fn peft_key(layer: usize, target: Target, which: char) -> String {
+        format!("base_model.model.model.layers.{layer}.{}.lora_{which}.weight", target.hf_path())
+    }
+
+    /// Tensors under PEFT's names.
+    pub fn peft_tensors(&self) -> HashMap<String, Tensor> {
+        let mut m = HashMap::new();
+        for ((layer, t), a, b) in &self.modules {
+            m.insert(Self::peft_key(*layer, *t, 'A'), a.as_tensor().clone());
+            m.insert(Self::peft_key(*layer, *t, 'B'), b.as_tensor().clone());
+        }
+        m
+    }
+
+    /// Writes `adapter_model.safetensors` and `adapter_config.json` into `dir`.
+    pub fn save_peft(&self, dir: &Path, base_model: &str, model_cfg: &LlamaConfig) -> Result<()> {
+        let bytes = safetensors_bytes(&self.peft_tensors()).map_err(Error::Model)?;
+        crate::export::write_atomic(&dir.join("adapter_model.safetensors"), |w| w.write_all(&bytes))?;
+        let config = serde_json::json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model,
+            "r": self.cfg.r,
+            "lora_alpha": self.cfg.alpha,
+            "lora_dropout": self.cfg.dropout,
+            "target_modules": self.cfg.targets()?.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "inference_mode": true,
+            "init_lora_weights": true,
+            "modules_to_save": null,
+            "use_rslora": false,
+            "use_dora": false,
+            "revision": null,
+            "layers_to_transform": null,
+            "num_hidden_layers": model_cfg.num_hidden_layers,
+        });
+        let text = serde_json::to_string_pretty(&config).expect("json");
+        crate::export::write_atomic(&dir.join("adapter_config.json"), |w| w.write_all(text.as_bytes()))
+    }
+
+    /// Reads adapters saved by [`Lora::save_peft`] (or by PEFT) from `dir`.
+    pub fn load_peft(dir: &Path, model_cfg: &LlamaConfig, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("adapter_config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model(format!("{e}")))?;
+        let targets: Vec<String> = v["target_modules"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let cfg = LoraConfig {
+            r: v["r"].as_u64().unwrap_or(8) as usize,
+            alpha: v["lora_alpha"].as_f64().unwrap_or(16.0),
+            dropout: v["lora_dropout"].as_f64().unwrap_or(0.0),
+            target_modules: targets,
+        };
+        let path = dir.join("adapter_model.safetensors");
+        let mut tensors = candle_core::safetensors::load(&path, device)
+            .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let mut modules = vec![];
+        for layer in 0..model_cfg.num_hidden_layers {
+            for t in cfg.targets()? {
+                let mut take = |w: char| -> Result<Var> {
+                    let k = Self::peft_key(layer, t, w);
+                    let t =
+                        tensors.remove(&k).ok_or_else(|| Error::Model(format!("{}: {k} missing", path.display())))?;
+                    Var::from_tensor(&t.to_dtype(DType::F32).map_err(cerr)?).map_err(cerr)
+                };
+                let a = take('A')?;
+                let b = take('B')?;
+                let (out, inp) = model_cfg.shape_of(t);
+                if a.dims() != [cfg.r, inp] || b.dims() != [out, cfg.r] {
+                    return Err(Error::Model(format!("{}: adapter shapes do not fit the model", path.display())));
+                }
+                modules.push(((layer, t), a, b));
+            }
+        }
+        Ok(Self::from_modules(cfg, modules))
+    }
+}

@@ -1,0 +1,724 @@
+//! Llama-architecture causal LMs (Llama 3.x, SmolLM2, Qwen2 with its q/k/v biases): loading from a
+//! GGUF file (dequantized to f32, Q/K rows put back in Hugging Face order), a Hugging Face folder
+//! (`config.json`, `*.safetensors`, `tokenizer.json`) or a Hub repo id; the forward pass with
+//! optional LoRA adapters for training, and a KV-cached pass for prediction.
+
+use super::lora::{Lora, Target};
+use super::ops;
+use super::tokenize::ModelTokenizer;
+use crate::{Error, Result};
+use candle_core::{D, DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The architecture numbers of a model.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LlamaConfig {
+    /// `llama` or `qwen2`.
+    pub model_type: String,
+    /// Hidden size.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads.
+    pub num_key_value_heads: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// RMS norm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// The LM head is the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// q/k/v projections have biases (Qwen2).
+    pub attention_bias: bool,
+}
+
+impl LlamaConfig {
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// (out, in) of a projection.
+    pub fn shape_of(&self, t: Target) -> (usize, usize) {
+        let (h, i, kv) = (self.hidden_size, self.intermediate_size, self.num_key_value_heads * self.head_dim());
+        match t {
+            Target::Q | Target::O => (h, h),
+            Target::K | Target::V => (kv, h),
+            Target::Gate | Target::Up => (i, h),
+            Target::Down => (h, i),
+        }
+    }
+
+    /// Parameters of the base model.
+    pub fn n_params(&self) -> usize {
+        let per_layer: usize =
+            Target::ALL.iter().map(|&t| self.shape_of(t).0 * self.shape_of(t).1).sum::<usize>() + 2 * self.hidden_size;
+        let embed = self.vocab_size * self.hidden_size;
+        embed * if self.tie_word_embeddings { 1 } else { 2 } + self.num_hidden_layers * per_layer + self.hidden_size
+    }
+
+    /// Reads a Hugging Face `config.json`.
+    pub fn from_hf_json(text: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Model(format!("config.json: {e}")))?;
+        let num = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
+        let need = |k: &str| num(k).ok_or_else(|| Error::Model(format!("config.json has no {k}")));
+        let model_type = v.get("model_type").and_then(|x| x.as_str()).unwrap_or("llama").to_owned();
+        if !matches!(model_type.as_str(), "llama" | "qwen2" | "mistral") {
+            return Err(Error::Model(format!("model_type {model_type} is not supported (llama, qwen2, mistral)")));
+        }
+        let heads = need("num_attention_heads")?;
+        Ok(Self {
+            hidden_size: need("hidden_size")?,
+            intermediate_size: need("intermediate_size")?,
+            num_hidden_layers: need("num_hidden_layers")?,
+            num_attention_heads: heads,
+            num_key_value_heads: num("num_key_value_heads").unwrap_or(heads),
+            vocab_size: need("vocab_size")?,
+            rms_norm_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-5),
+            rope_theta: v.get("rope_theta").and_then(|x| x.as_f64()).unwrap_or(10_000.0),
+            tie_word_embeddings: v.get("tie_word_embeddings").and_then(|x| x.as_bool()).unwrap_or(false),
+            attention_bias: v.get("attention_bias").and_then(|x| x.as_bool()).unwrap_or(model_type == "qwen2"),
+            model_type,
+        })
+    }
+
+    /// The `config.json` of this configuration (for saving a model folder).
+    pub fn to_hf_json(&self) -> String {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "architectures": [if self.model_type == "qwen2" { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+            "model_type": self.model_type,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "vocab_size": self.vocab_size,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "attention_bias": self.attention_bias,
+            "hidden_act": "silu",
+            "max_position_embeddings": 8192,
+            "torch_dtype": "float32",
+        }))
+        .expect("json")
+    }
+}
+
+/// One projection: weight `[out, in]` and optional bias.
+#[derive(Clone, Debug)]
+pub struct Proj {
+    /// Weight `[out, in]`.
+    pub w: Tensor,
+    /// Bias `[out]`.
+    pub b: Option<Tensor>,
+}
+
+/// One decoder layer's frozen weights.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// Input RMS norm scale.
+    pub attn_norm: Tensor,
+    /// Post-attention RMS norm scale.
+    pub mlp_norm: Tensor,
+    /// q, k, v, o, gate, up, down in [`Target::ALL`] order.
+    pub proj: Vec<Proj>,
+}
+
+/// A loaded base model (frozen) with its tokenizer.
+pub struct Model {
+    /// Architecture numbers.
+    pub cfg: LlamaConfig,
+    /// Embedding `[vocab, hidden]`.
+    pub embed: Tensor,
+    /// Decoder layers.
+    pub layers: Vec<Layer>,
+    /// Final norm scale.
+    pub norm: Tensor,
+    /// LM head `[vocab, hidden]` (the embedding when tied).
+    pub lm_head: Tensor,
+    /// The model's tokenizer.
+    pub tokenizer: ModelTokenizer,
+    /// Where it came from (shown in the UI and logs).
+    pub source: String,
+    /// The device it lives on.
+    pub device: Device,
+}
+
+/// Key/value cache of one prediction.
+pub struct KvCache {
+    kv: Vec<Option<(Tensor, Tensor)>>,
+    /// Tokens already in the cache.
+    pub len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `layers` layers.
+    pub fn new(layers: usize) -> Self {
+        Self { kv: vec![None; layers], len: 0 }
+    }
+}
+
+fn cerr(e: candle_core::Error) -> Error {
+    Error::Model(e.to_string())
+}
+
+/// Where a model comes from, resolved to files.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A `.gguf` file.
+    Gguf(PathBuf),
+    /// A Hugging Face model folder.
+    HfDir(PathBuf),
+    /// A Hub repository id (`owner/name`), downloaded into the Hub cache.
+    Hub(String),
+}
+
+impl ModelSource {
+    /// Reads a user's model string: an existing `.gguf` file, an existing folder, or `owner/name`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let p = Path::new(s);
+        if let Some(id) = s.strip_prefix("hub:") {
+            return Ok(Self::Hub(id.to_owned()));
+        }
+        if p.is_file() {
+            return Ok(Self::Gguf(p.to_owned()));
+        }
+        if p.is_dir() {
+            return Ok(Self::HfDir(p.to_owned()));
+        }
+        let looks_like_id =
+            s.split('/').count() == 2 && !s.starts_with('.') && !s.contains('\\') && !s.ends_with(".gguf");
+        if looks_like_id {
+            return Ok(Self::Hub(s.to_owned()));
+        }
+        Err(Error::Model(format!(
+            "model {s}: no such file or folder (give a .gguf file, a Hugging Face model folder, or a Hub id like HuggingFaceTB/SmolLM2-135M-Instruct)"
+        )))
+    }
+}
+
+/// The default local model: SmolLM2-135M-Instruct as fetched by `scripts/fetch-assets.sh`.
+pub fn default_model_path() -> PathBuf {
+    if let Ok(p) = std::env::var("PRICER_MODEL") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Picks the device: `cpu`, `cuda` (error when not compiled in or absent) or `auto`.
+pub fn pick_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" | "" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            Error::Model(format!("CUDA device unavailable ({e}); build with `--features cuda` on a machine with a GPU"))
+        }),
+        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+        other => Err(Error::Model(format!("unknown device {other} (cpu, cuda, auto)"))),
+    }
+}
+
+/// Whether CUDA support is compiled in and a GPU answers.
+pub fn cuda_available() -> bool {
+    candle_core::utils::cuda_is_available() && Device::new_cuda(0).is_ok()
+}
+
+impl Model {
+    /// Loads from a resolved source.
+    pub fn load(source: &ModelSource, device: &Device, hub: &crate::hub::HubOptions) -> Result<Self> {
+        match source {
+            ModelSource::Gguf(p) => Self::from_gguf(p, device),
+            ModelSource::HfDir(p) => Self::from_hf_dir(p, device),
+            ModelSource::Hub(id) => {
+                let dir = download_model(id, hub, &crate::jobs::JobCtx::default())?;
+                let mut m = Self::from_hf_dir(&dir, device)?;
+                m.source = format!("hub:{id}");
+                Ok(m)
+            }
+        }
+    }
+
+    /// Loads a GGUF file, dequantizing every tensor to f32.
+    pub fn from_gguf(path: &Path, device: &Device) -> Result<Self> {
+        use candle_core::quantized::gguf_file;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = std::io::BufReader::new(&mut f);
+        let content =
+            gguf_file::Content::read(&mut reader).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let md = &content.metadata;
+        let arch = md.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
+        if !matches!(arch.as_str(), "llama" | "qwen2") {
+            return Err(Error::Model(format!("{}: architecture {arch:?} is not supported", path.display())));
+        }
+        let get_u = |k: &str| -> Result<usize> {
+            md.get(&format!("{arch}.{k}"))
+                .and_then(|v| v.to_u32().ok().or_else(|| v.to_u64().ok().map(|x| x as u32)))
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::Model(format!("GGUF metadata has no {arch}.{k}")))
+        };
+        let get_f = |k: &str, d: f64| md.get(&format!("{arch}.{k}")).and_then(|v| v.to_f32().ok()).map_or(d, f64::from);
+        let tensor = |name: &str, reader: &mut std::io::BufReader<&mut std::fs::File>| -> Result<Tensor> {
+            let q = content.tensor(reader, name, &Device::Cpu).map_err(cerr)?;
+            q.dequantize(&Device::Cpu).map_err(cerr)
+        };
+        let embed = tensor("token_embd.weight", &mut reader)?;
+        let (vocab, hidden) = embed.dims2().map_err(cerr)?;
+        let heads = get_u("attention.head_count")?;
+        let mut cfg = LlamaConfig {
+            model_type: arch.clone(),
+            hidden_size: hidden,
+            intermediate_size: get_u("feed_forward_length")?,
+            num_hidden_layers: get_u("block_count")?,
+            num_attention_heads: heads,
+            num_key_value_heads: get_u("attention.head_count_kv").unwrap_or(heads),
+            vocab_size: vocab,
+            rms_norm_eps: get_f("attention.layer_norm_rms_epsilon", 1e-5),
+            rope_theta: get_f("rope.freq_base", 10_000.0),
+            tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+            attention_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+        };
+        if cfg.model_type == "qwen2" {
+            cfg.attention_bias = true;
+        }
+        let hd = cfg.head_dim();
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let mut proj = Vec::with_capacity(7);
+            for t in Target::ALL {
+                let gname = match t {
+                    Target::Q => "attn_q",
+                    Target::K => "attn_k",
+                    Target::V => "attn_v",
+                    Target::O => "attn_output",
+                    Target::Gate => "ffn_gate",
+                    Target::Up => "ffn_up",
+                    Target::Down => "ffn_down",
+                };
+                let mut w = tensor(&format!("blk.{i}.{gname}.weight"), &mut reader)?;
+                let bias_name = format!("blk.{i}.{gname}.bias");
+                let mut b = if content.tensor_infos.contains_key(&bias_name) {
+                    Some(tensor(&bias_name, &mut reader)?)
+                } else {
+                    None
+                };
+                // llama.cpp stores Llama's Q and K rows permuted for its interleaved RoPE; put them
+                // back in Hugging Face order so adapters trained here load in PEFT.
+                if arch == "llama" && matches!(t, Target::Q | Target::K) {
+                    let nh = if t == Target::Q { cfg.num_attention_heads } else { cfg.num_key_value_heads };
+                    w = unpermute(&w, nh, hd)?;
+                    if let Some(bb) = b.take() {
+                        b = Some(unpermute(&bb.unsqueeze(1).map_err(cerr)?, nh, hd)?.squeeze(1).map_err(cerr)?);
+                    }
+                }
+                proj.push(Proj { w: w.to_device(device).map_err(cerr)?, b: to_dev(b, device)? });
+            }
+            layers.push(Layer {
+                attn_norm: tensor(&format!("blk.{i}.attn_norm.weight"), &mut reader)?
+                    .to_device(device)
+                    .map_err(cerr)?,
+                mlp_norm: tensor(&format!("blk.{i}.ffn_norm.weight"), &mut reader)?.to_device(device).map_err(cerr)?,
+                proj,
+            });
+        }
+        let norm = tensor("output_norm.weight", &mut reader)?.to_device(device).map_err(cerr)?;
+        let embed = embed.to_device(device).map_err(cerr)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            tensor("output.weight", &mut reader)?.to_device(device).map_err(cerr)?
+        };
+        let beside = path.with_file_name("tokenizer.json");
+        let tokenizer = if beside.is_file() {
+            ModelTokenizer::from_file(&beside)?
+        } else {
+            ModelTokenizer::from_gguf_metadata(md)?
+        };
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            tokenizer,
+            source: path.display().to_string(),
+            device: device.clone(),
+        })
+    }
+
+    /// Loads a Hugging Face model folder (single or sharded safetensors).
+    pub fn from_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+        let cfg = LlamaConfig::from_hf_json(&text)?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::Model(format!("{}: no *.safetensors files", dir.display())));
+        }
+        let mut all: HashMap<String, Tensor> = HashMap::new();
+        for f in &files {
+            let t = candle_core::safetensors::load(f, &Device::Cpu)
+                .map_err(|e| Error::Model(format!("{}: {e}", f.display())))?;
+            all.extend(t);
+        }
+        let mut take = |name: &str| -> Result<Tensor> {
+            let t =
+                all.remove(name).ok_or_else(|| Error::Model(format!("{}: tensor {name} missing", dir.display())))?;
+            t.to_dtype(DType::F32).and_then(|t| t.to_device(device)).map_err(cerr)
+        };
+        let embed = take("model.embed_tokens.weight")?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let mut proj = Vec::with_capacity(7);
+            for t in Target::ALL {
+                let base = format!("model.layers.{i}.{}", t.hf_path());
+                let b = if cfg.attention_bias && matches!(t, Target::Q | Target::K | Target::V) {
+                    Some(take(&format!("{base}.bias"))?)
+                } else {
+                    None
+                };
+                proj.push(Proj { w: take(&format!("{base}.weight"))?, b });
+            }
+            layers.push(Layer {
+                attn_norm: take(&format!("model.layers.{i}.input_layernorm.weight"))?,
+                mlp_norm: take(&format!("model.layers.{i}.post_attention_layernorm.weight"))?,
+                proj,
+            });
+        }
+        let norm = take("model.norm.weight")?;
+        let lm_head = if cfg.tie_word_embeddings { embed.clone() } else { take("lm_head.weight")? };
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = ModelTokenizer::from_file(&tok_path)?;
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            tokenizer,
+            source: dir.display().to_string(),
+            device: device.clone(),
+        })
+    }
+
+    /// Saves the model as a Hugging Face folder (used by tests to build tiny models).
+    pub fn save_hf_dir(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut map: HashMap<String, Tensor> = HashMap::new();
+        map.insert("model.embed_tokens.weight".into(), self.embed.clone());
+        for (i, l) in self.layers.iter().enumerate() {
+            for (t, p) in Target::ALL.iter().zip(&l.proj) {
+                let base = format!("model.layers.{i}.{}", t.hf_path());
+                map.insert(format!("{base}.weight"), p.w.clone());
+                if let Some(b) = &p.b {
+                    map.insert(format!("{base}.bias"), b.clone());
+                }
+            }
+            map.insert(format!("model.layers.{i}.input_layernorm.weight"), l.attn_norm.clone());
+            map.insert(format!("model.layers.{i}.post_attention_layernorm.weight"), l.mlp_norm.clone());
+        }
+        map.insert("model.norm.weight".into(), self.norm.clone());
+        if !self.cfg.tie_word_embeddings {
+            map.insert("lm_head.weight".into(), self.lm_head.clone());
+        }
+        let st = dir.join("model.safetensors");
+        crate::export::write_atomic(&st, |w| {
+            let bytes = safetensors_bytes(&map).map_err(std::io::Error::other)?;
+            w.write_all(&bytes)
+        })?;
+        crate::export::write_atomic(&dir.join("config.json"), |w| w.write_all(self.cfg.to_hf_json().as_bytes()))?;
+        self.tokenizer.save(&dir.join("tokenizer.json"))
+    }
+
+    /// A model with random weights (std 0.02), for tests and benchmarks.
+    pub fn random(cfg: LlamaConfig, tokenizer: ModelTokenizer, seed: u64, device: &Device) -> Result<Self> {
+        use rand::SeedableRng;
+        use rand_distr_free::normal_vec;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut rand_t = |shape: (usize, usize)| -> Result<Tensor> {
+            Tensor::from_vec(normal_vec(&mut rng, shape.0 * shape.1, 0.02), shape, device).map_err(cerr)
+        };
+        let embed = rand_t((cfg.vocab_size, cfg.hidden_size))?;
+        let ones = Tensor::ones(cfg.hidden_size, DType::F32, device).map_err(cerr)?;
+        let mut layers = vec![];
+        for _ in 0..cfg.num_hidden_layers {
+            let mut proj = vec![];
+            for t in Target::ALL {
+                let w = rand_t(cfg.shape_of(t))?;
+                let b = if cfg.attention_bias && matches!(t, Target::Q | Target::K | Target::V) {
+                    Some(rand_t((1, cfg.shape_of(t).0))?.squeeze(0).map_err(cerr)?)
+                } else {
+                    None
+                };
+                proj.push(Proj { w, b });
+            }
+            layers.push(Layer { attn_norm: ones.clone(), mlp_norm: ones.clone(), proj });
+        }
+        let lm_head = if cfg.tie_word_embeddings { embed.clone() } else { rand_t((cfg.vocab_size, cfg.hidden_size))? };
+        Ok(Self { cfg, embed, layers, norm: ones, lm_head, tokenizer, source: "random".into(), device: device.clone() })
+    }
+
+    fn rope_tables(&self, offset: usize, t: usize) -> Result<(Tensor, Tensor)> {
+        let half = self.cfg.head_dim() / 2;
+        let theta = self.cfg.rope_theta;
+        let mut cos = Vec::with_capacity(t * half);
+        let mut sin = Vec::with_capacity(t * half);
+        for p in offset..offset + t {
+            for i in 0..half {
+                let inv = 1.0 / theta.powf(2.0 * i as f64 / (2 * half) as f64);
+                let a = p as f64 * inv;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        Ok((
+            Tensor::from_vec(cos, (t, half), &self.device).map_err(cerr)?,
+            Tensor::from_vec(sin, (t, half), &self.device).map_err(cerr)?,
+        ))
+    }
+
+    /// The hidden states `[b, t, hidden]` after the last layer, before the final norm.
+    /// With `lora`, adapters are applied (and their dropout when `train` is set, drawn from
+    /// `dropout_seed`). With `cache`, keys and values are appended and reused.
+    pub fn hidden(
+        &self,
+        ids: &Tensor,
+        lora: Option<&Lora>,
+        dropout_seed: Option<u64>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2().map_err(cerr)?;
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        let (cos, sin) = self.rope_tables(offset, t)?;
+        let mut x = self
+            .embed
+            .index_select(&ids.flatten_all().map_err(cerr)?, 0)
+            .and_then(|e| e.reshape((b, t, cfg.hidden_size)))
+            .map_err(cerr)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let c = |r: candle_core::Result<Tensor>| r.map_err(cerr);
+        for (li, layer) in self.layers.iter().enumerate() {
+            let proj = |target: Target, input: &Tensor| -> Result<Tensor> {
+                let p = &layer.proj[target as usize];
+                let y = c(ops::frozen_linear(input, &p.w, p.b.as_ref()))?;
+                match lora {
+                    Some(l) => l.apply(li, target, input, y, dropout_seed),
+                    None => Ok(y),
+                }
+            };
+            let h = c(ops::rms_norm(&x, &layer.attn_norm, cfg.rms_norm_eps))?;
+            let q = proj(Target::Q, &h)?;
+            let k = proj(Target::K, &h)?;
+            let v = proj(Target::V, &h)?;
+            let q = c(q.reshape((b, t, nh, hd)).and_then(|q| q.transpose(1, 2)))?;
+            let k = c(k.reshape((b, t, nkv, hd)).and_then(|k| k.transpose(1, 2)))?;
+            let v = c(v.reshape((b, t, nkv, hd)).and_then(|v| v.transpose(1, 2)))?;
+            let q = c(ops::rope(&q, &cos, &sin))?;
+            let mut k = c(ops::rope(&k, &cos, &sin))?;
+            let mut v = c(v.contiguous())?;
+            if let Some(cache) = cache.as_deref_mut() {
+                if let Some((pk, pv)) = &cache.kv[li] {
+                    k = c(Tensor::cat(&[pk, &k], 2))?;
+                    v = c(Tensor::cat(&[pv, &v], 2))?;
+                }
+                cache.kv[li] = Some((k.clone(), v.clone()));
+            }
+            let tk = k.dim(2).map_err(cerr)?;
+            let rep = nh / nkv;
+            let (k, v) = if rep > 1 {
+                let expand = |x: &Tensor| {
+                    x.unsqueeze(2)
+                        .and_then(|x| x.broadcast_as((b, nkv, rep, tk, hd)))
+                        .and_then(|x| x.reshape((b, nh, tk, hd)))
+                };
+                (c(expand(&k))?, c(expand(&v))?)
+            } else {
+                (k, v)
+            };
+            let scores = c(q.contiguous().and_then(|q| q.matmul(&k.t()?.contiguous()?)))?;
+            let probs = c(ops::causal_softmax(&scores, scale, offset))?;
+            let attn = c(probs
+                .matmul(&v.contiguous()?)
+                .and_then(|a| a.transpose(1, 2))
+                .and_then(|a| a.reshape((b, t, nh * hd))))?;
+            let o = proj(Target::O, &attn)?;
+            x = c(x + o)?;
+            let h2 = c(ops::rms_norm(&x, &layer.mlp_norm, cfg.rms_norm_eps))?;
+            let gate = proj(Target::Gate, &h2)?;
+            let up = proj(Target::Up, &h2)?;
+            let act = c(gate.silu().and_then(|g| g * up))?;
+            let down = proj(Target::Down, &act)?;
+            x = c(x + down)?;
+        }
+        if let Some(cache) = cache {
+            cache.len += t;
+        }
+        Ok(x)
+    }
+
+    /// Final norm of selected hidden rows `[m, hidden]`.
+    pub fn final_norm(&self, rows: &Tensor) -> Result<Tensor> {
+        ops::rms_norm(rows, &self.norm, self.cfg.rms_norm_eps).map_err(cerr)
+    }
+
+    /// LM-head logits `[m, vocab]` of normed rows `[m, hidden]`.
+    pub fn logits(&self, normed: &Tensor) -> Result<Tensor> {
+        ops::frozen_linear(normed, &self.lm_head, None).map_err(cerr)
+    }
+
+    /// Logits of the last position of `ids` (one sequence), for a plain forward pass.
+    pub fn next_token_logits(&self, ids: &[u32], lora: Option<&Lora>, cache: Option<&mut KvCache>) -> Result<Vec<f32>> {
+        let t = Tensor::from_slice(ids, (1, ids.len()), &self.device).map_err(cerr)?;
+        let h = self.hidden(&t, lora, None, cache)?;
+        let last = h.narrow(1, ids.len() - 1, 1).and_then(|x| x.squeeze(1)).map_err(cerr)?;
+        let normed = self.final_norm(&last)?;
+        self.logits(&normed)?.squeeze(0).and_then(|x| x.to_vec1::<f32>()).map_err(cerr)
+    }
+}
+
+fn to_dev(t: Option<Tensor>, device: &Device) -> Result<Option<Tensor>> {
+    t.map(|t| t.to_device(device).map_err(cerr)).transpose()
+}
+
+/// Inverse of llama.cpp's Q/K row permutation for `nh` heads of size `hd`.
+fn unpermute(w: &Tensor, nh: usize, hd: usize) -> Result<Tensor> {
+    let (out, inp) = w.dims2().map_err(cerr)?;
+    w.reshape((nh, hd / 2, 2, inp))
+        .and_then(|w| w.transpose(1, 2))
+        .and_then(|w| w.contiguous())
+        .and_then(|w| w.reshape((out, inp)))
+        .map_err(cerr)
+}
+
+/// Serializes named f32 tensors in the safetensors format (keys sorted).
+pub fn safetensors_bytes(map: &HashMap<String, Tensor>) -> std::result::Result<Vec<u8>, String> {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    let mut header = serde_json::Map::new();
+    let mut data: Vec<u8> = Vec::new();
+    for k in keys {
+        let t = &map[k];
+        let t = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).map_err(|e| e.to_string())?;
+        let v = t.to_vec1::<f32>().map_err(|e| e.to_string())?;
+        let start = data.len();
+        for x in &v {
+            data.extend_from_slice(&x.to_le_bytes());
+        }
+        header.insert(
+            k.clone(),
+            serde_json::json!({"dtype": "F32", "shape": map[k].dims(), "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut h = serde_json::to_string(&header).map_err(|e| e.to_string())?.into_bytes();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + data.len());
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// Downloads a model repository's `config.json`, `tokenizer.json` and safetensors (sharded or
+/// not) into the Hub cache through `hf-hub`; returns the snapshot folder.
+pub fn download_model(id: &str, opts: &crate::hub::HubOptions, ctx: &crate::jobs::JobCtx) -> Result<PathBuf> {
+    use hf_hub::api::sync::ApiBuilder;
+    use hf_hub::{Repo, RepoType};
+    let mut builder = ApiBuilder::from_env().with_progress(false).with_retries(1);
+    if let Some(endpoint) = &opts.endpoint {
+        builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_owned());
+    }
+    if let Some(dir) = &opts.cache_dir {
+        builder = builder.with_cache_dir(dir.clone());
+    }
+    if let Some(t) = opts.token.clone().or_else(|| std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty())) {
+        builder = builder.with_token(Some(t));
+    }
+    let api = builder.build().map_err(|e| Error::Download(e.to_string()))?;
+    let repo = api.repo(Repo::new(id.to_owned(), RepoType::Model));
+    let get = |file: &str| -> Result<PathBuf> {
+        ctx.check()?;
+        ctx.report(&crate::jobs::Progress { stage: format!("downloading {id}/{file}"), ..Default::default() });
+        repo.get(file).map_err(|e| {
+            let text = e.to_string();
+            let hint = if text.contains("404") {
+                " — no such file in the repository"
+            } else if text.contains("401") || text.contains("403") {
+                " — access denied: accept the model's license on the Hub and set HF_TOKEN"
+            } else {
+                " — the Hub cannot be reached (offline?); set HF_ENDPOINT to a mirror, or give a local .gguf file or model folder"
+            };
+            Error::Download(format!("{id}/{file}: {text}{hint}"))
+        })
+    };
+    let config = get("config.json")?;
+    get("tokenizer.json")?;
+    match get("model.safetensors.index.json") {
+        Ok(index) => {
+            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model(format!("{e}")))?;
+            let mut shards: Vec<String> = v["weight_map"]
+                .as_object()
+                .map(|m| m.values().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            for s in shards {
+                get(&s)?;
+            }
+        }
+        Err(_) => {
+            get("model.safetensors")?;
+        }
+    }
+    let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
+    // The index file sits beside shards but is not a safetensors file; nothing else to clean.
+    Ok(dir)
+}
+
+/// Small helpers for normal draws without another dependency.
+mod rand_distr_free {
+    use rand::Rng;
+    /// `n` draws from N(0, std²) (Box–Muller).
+    pub fn normal_vec(rng: &mut impl Rng, n: usize, std: f32) -> Vec<f32> {
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            let u1: f32 = rng.random_range(f32::EPSILON..1.0);
+            let u2: f32 = rng.random();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let a = std::f32::consts::TAU * u2;
+            v.push(r * a.cos() * std);
+            if v.len() < n {
+                v.push(r * a.sin() * std);
+            }
+        }
+        v
+    }
+}
+
+/// Mean of `log_softmax(logits)[target]` over rows, negated: the cross-entropy loss.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let c = |r: candle_core::Result<Tensor>| r.map_err(cerr);
+    let max = c(logits.max_keepdim(D::Minus1))?;
+    let diff = c(logits.broadcast_sub(&max.detach()))?;
+    let lse = c(diff.exp().and_then(|e| e.sum_keepdim(D::Minus1)).and_then(|s| s.log()))?;
+    let logp = c(diff.broadcast_sub(&lse))?;
+    let picked = c(logp.gather(&targets.unsqueeze(1).map_err(cerr)?, 1))?;
+    c(picked.mean_all().and_then(|m| m.neg()))
+}

@@ -1,0 +1,262 @@
+//! Prices from a model (+ adapter, + regression head): the original top-3 weighted decode where
+//! the tokenizer has one token per number, a greedy digit-sequence decode otherwise, or the
+//! regression head; batch evaluation scored by the Tester.
+
+use super::lora::Lora;
+use super::model::{KvCache, Model};
+use super::tokenize::encode_prompt;
+use super::train::RegHead;
+use crate::tester::TestReport;
+use crate::{Error, Result};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How a price is read from the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decode {
+    /// Softmax at the last position; the 3 most likely tokens that decode to a positive number,
+    /// probability-weighted (design.md §7). Needs one token per number (Llama 3).
+    Top3Weighted,
+    /// Greedy decoding of digits until the first non-digit, with a KV cache.
+    GreedyDigits,
+    /// The trained regression head.
+    Regression,
+}
+
+impl Decode {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Top3Weighted => "top-3 weighted",
+            Self::GreedyDigits => "greedy digits",
+            Self::Regression => "regression head",
+        }
+    }
+}
+
+/// A model ready to price prompts.
+pub struct Predictor {
+    /// The base model.
+    pub model: Model,
+    /// Adapters, if any.
+    pub lora: Option<Lora>,
+    /// Regression head, if trained.
+    pub head: Option<RegHead>,
+    /// How prices are decoded.
+    pub decode: Decode,
+    /// Longest prompt (longer ones are shortened in the description).
+    pub max_len: usize,
+}
+
+fn cerr(e: candle_core::Error) -> Error {
+    Error::Model(e.to_string())
+}
+
+impl Predictor {
+    /// Chooses the decode for what is loaded: the head when there is one, else by tokenizer.
+    pub fn new(model: Model, lora: Option<Lora>, head: Option<RegHead>, max_len: usize) -> Self {
+        let decode = if head.is_some() {
+            Decode::Regression
+        } else if model.tokenizer.number_tokens {
+            Decode::Top3Weighted
+        } else {
+            Decode::GreedyDigits
+        };
+        Self { model, lora, head, decode, max_len }
+    }
+
+    /// Loads the model and, from a checkpoint folder, its adapter and head.
+    pub fn from_checkpoint(model: Model, checkpoint: Option<&Path>, max_len: usize) -> Result<Self> {
+        let (lora, head) = match checkpoint {
+            Some(dir) => (Some(Lora::load_peft(dir, &model.cfg, &model.device)?), RegHead::load(dir, &model.device)?),
+            None => (None, None),
+        };
+        Ok(Self::new(model, lora, head, max_len))
+    }
+
+    /// The price for a prompt (a training prompt is cut after `Price is $` first).
+    pub fn predict(&self, prompt: &str) -> Result<f64> {
+        let test = crate::items::test_prompt(prompt);
+        let ex = encode_prompt(&self.model.tokenizer, test, 0.0, self.max_len)?;
+        let ids = ex.ids;
+        let lora = self.lora.as_ref();
+        match self.decode {
+            Decode::Regression => {
+                let head = self.head.as_ref().ok_or_else(|| Error::Model("no regression head".into()))?;
+                let t = Tensor::from_slice(&ids, (1, ids.len()), &self.model.device).map_err(cerr)?;
+                let h = self.model.hidden(&t, lora, None, None)?;
+                let last = h.narrow(1, ids.len() - 1, 1).and_then(|x| x.squeeze(1)).map_err(cerr)?;
+                let z = head.forward(&self.model.final_norm(&last)?)?.to_vec1::<f32>().map_err(cerr)?[0];
+                Ok(head.price(z as f64))
+            }
+            Decode::Top3Weighted => {
+                let logits = self.model.next_token_logits(&ids, lora, None)?;
+                Ok(top_k_weighted(&logits, 3, |id| self.model.tokenizer.decode_one(id)))
+            }
+            Decode::GreedyDigits => {
+                let mut cache = KvCache::new(self.model.cfg.num_hidden_layers);
+                let mut logits = self.model.next_token_logits(&ids, lora, Some(&mut cache))?;
+                let digits = self.model.tokenizer.digit_ids;
+                let mut out = String::new();
+                for _ in 0..7 {
+                    let best = argmax(&logits);
+                    let d = digits.iter().position(|&x| x == Some(best));
+                    let chosen = match d {
+                        Some(d) => Some((d, best)),
+                        // The first token must be a digit: take the likeliest digit.
+                        None if out.is_empty() => digits
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(d, id)| id.map(|id| (d, id)))
+                            .max_by(|a, b| logits[a.1 as usize].total_cmp(&logits[b.1 as usize])),
+                        None => None,
+                    };
+                    let Some((d, id)) = chosen else { break };
+                    out.push(char::from(b'0' + d as u8));
+                    logits = self.model.next_token_logits(&[id], lora, Some(&mut cache))?;
+                }
+                Ok(out.parse::<f64>().unwrap_or(0.0))
+            }
+        }
+    }
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32)
+}
+
+/// The probability-weighted mean of the `k` most likely tokens that decode to a positive number.
+pub fn top_k_weighted(logits: &[f32], k: usize, decode: impl Fn(u32) -> String) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    let mut picked = vec![];
+    for id in order.into_iter().take(2000) {
+        if let Ok(v) = decode(id).trim().parse::<f64>()
+            && v > 0.0
+            && v.is_finite()
+        {
+            picked.push((v, ((logits[id as usize] - max) as f64).exp() / sum));
+            if picked.len() == k {
+                break;
+            }
+        }
+    }
+    let w: f64 = picked.iter().map(|p| p.1).sum();
+    if w <= 0.0 { 0.0 } else { picked.iter().map(|(v, p)| v * p).sum::<f64>() / w }
+}
+
+/// Result of evaluating a predictor on test items.
+pub struct Evaluation {
+    /// The Tester's report.
+    pub report: TestReport,
+    /// Titles of the scored items, in order.
+    pub titles: Vec<String>,
+    /// Seconds spent predicting.
+    pub seconds: f64,
+}
+
+/// Prices the first `n` items of `test` and scores them with the Tester.
+pub fn evaluate(
+    p: &Predictor,
+    test: &crate::items::ItemTable,
+    n: usize,
+    title: &str,
+    ctx: &crate::jobs::JobCtx,
+) -> Result<Evaluation> {
+    let t0 = std::time::Instant::now();
+    let n = n.min(test.len());
+    let mut pairs = Vec::with_capacity(n);
+    let mut titles = Vec::with_capacity(n);
+    for i in 0..n {
+        ctx.check()?;
+        let item = test.get(i);
+        let guess = p.predict(item.prompt)?;
+        pairs.push((item.price, guess));
+        titles.push(item.title.to_owned());
+        ctx.report(&crate::jobs::Progress {
+            stage: format!("pricing item {}/{n}", i + 1),
+            done: (i + 1) as u64,
+            total: n as u64,
+            n_items: (i + 1) as u64,
+        });
+    }
+    let report = TestReport::new(title, &pairs, n)?;
+    Ok(Evaluation { report, titles, seconds: t0.elapsed().as_secs_f64() })
+}
+
+/// The saved result of evaluating a checkpoint (`eval-<checkpoint>.json` in the run folder).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalSummary {
+    /// Checkpoint folder name (or `base` for the model without adapter).
+    pub checkpoint: String,
+    /// The Tester's report line.
+    pub line: String,
+    /// Mean absolute error.
+    pub mean_error: f64,
+    /// RMSLE.
+    pub rmsle: f64,
+    /// Hit rate in percent.
+    pub hits_percent: f64,
+    /// Items scored.
+    pub n: usize,
+    /// Decode used.
+    pub decode: Decode,
+    /// Seconds spent predicting.
+    pub seconds: f64,
+    /// The test file.
+    pub test_file: String,
+    /// `(truth, guess)` per item.
+    pub pairs: Vec<(f64, f64)>,
+}
+
+/// Evaluates a run's checkpoint (the latest when `checkpoint` is `None`) on the first `n` items of
+/// `test`: writes `eval-<checkpoint>.csv` (per item) and `eval-<checkpoint>.json` into the run
+/// folder and returns the summary.
+pub fn evaluate_run(
+    run_dir: &Path,
+    checkpoint: Option<&Path>,
+    test: &Path,
+    n: usize,
+    ctx: &crate::jobs::JobCtx,
+) -> Result<EvalSummary> {
+    use super::train::{checkpoints, files};
+    let cfg = super::config::TrainConfig::load(&run_dir.join(files::CONFIG))?;
+    let ck = match checkpoint {
+        Some(p) => p.to_owned(),
+        None => checkpoints(run_dir)
+            .pop()
+            .map(|(_, p)| p)
+            .ok_or_else(|| Error::InvalidInput(format!("{} has no checkpoint yet", run_dir.display())))?,
+    };
+    ctx.report(&crate::jobs::Progress { stage: "loading model".into(), ..Default::default() });
+    let device = super::model::pick_device(&cfg.device)?;
+    let model = Model::load(&super::model::ModelSource::parse(&cfg.model)?, &device, &Default::default())?;
+    let predictor = Predictor::from_checkpoint(model, Some(&ck), cfg.max_seq_len)?;
+    let (table, _) = crate::export::read_items(test)?;
+    let name = ck.file_name().map_or_else(|| "checkpoint".into(), |s| s.to_string_lossy().into_owned());
+    let run_name = run_dir.file_name().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let ev = evaluate(&predictor, &table, n, &format!("{run_name}/{name}"), ctx)?;
+    let extra = vec![("title".to_owned(), ev.titles.clone())];
+    ev.report.write_csv(&run_dir.join(format!("eval-{name}.csv")), &extra)?;
+    let summary = EvalSummary {
+        checkpoint: name.clone(),
+        line: ev.report.line(),
+        mean_error: ev.report.mean_error,
+        rmsle: ev.report.rmsle,
+        hits_percent: ev.report.hit_percent(),
+        n: ev.report.items.len(),
+        decode: predictor.decode,
+        seconds: ev.seconds,
+        test_file: test.display().to_string(),
+        pairs: ev.report.items.iter().map(|s| (s.truth, s.guess)).collect(),
+    };
+    let text = serde_json::to_string_pretty(&summary).expect("json");
+    crate::export::write_atomic(&run_dir.join(format!("eval-{name}.json")), |w| {
+        std::io::Write::write_all(w, text.as_bytes())
+    })?;
+    Ok(summary)
+}

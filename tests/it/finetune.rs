@@ -1,0 +1,415 @@
+//! Fine-tuning: a tiny random-initialised Llama (built here, with the Llama 3.1 tokenizer) trains
+//! with LoRA; the real SmolLM2-135M (fetched by scripts/fetch-assets.sh) loads and runs; a short
+//! real run goes end to end through the CLI.
+
+use candle_core::{DType, Device, Tensor};
+use pricer::finetune::model::KvCache;
+use pricer::finetune::tokenize::{ModelTokenizer, encode_prompt};
+use pricer::finetune::train::{checkpoints, files, read_metrics};
+use pricer::finetune::{LlamaConfig, Model, Outcome, Predictor, TrainConfig, Trainer};
+use std::path::{Path, PathBuf};
+
+fn tiny_cfg() -> LlamaConfig {
+    LlamaConfig {
+        model_type: "llama".into(),
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        vocab_size: 128_256,
+        rms_norm_eps: 1e-5,
+        rope_theta: 500_000.0,
+        tie_word_embeddings: true,
+        attention_bias: false,
+    }
+}
+
+fn llama_tokenizer() -> ModelTokenizer {
+    let t = pricer::tokenizer::PriceTokenizer::llama31().unwrap();
+    ModelTokenizer::from_tokenizer(t.inner().clone())
+}
+
+/// A tiny random model saved as a Hugging Face folder.
+fn tiny_model_dir(root: &Path) -> PathBuf {
+    let dir = root.join("tiny-llama");
+    let mut m = Model::random(tiny_cfg(), llama_tokenizer(), 7, &Device::Cpu).unwrap();
+    // Larger (tied) embeddings than the 0.02 init, so that a 32-wide model can express
+    // confident next tokens at all.
+    m.embed = (&m.embed * 10.0).unwrap();
+    m.lm_head = m.embed.clone();
+    m.save_hf_dir(&dir).unwrap();
+    dir
+}
+
+/// The first `n` real curated items written to a JSONL file.
+fn real_items(root: &Path, name: &str, skip: usize, n: usize) -> PathBuf {
+    let src = crate::common::real_data("curated_items.jsonl").expect("../shared/data/real/curated_items.jsonl");
+    let (table, _) = pricer::export::read_items(&src).unwrap();
+    let idx: Vec<usize> = (skip..skip + n).collect();
+    let out = root.join(name);
+    pricer::export::write_items(&table.select(&idx), &out).unwrap();
+    out
+}
+
+fn tiny_run_cfg(root: &Path, model: &Path, train: &Path, name: &str) -> TrainConfig {
+    TrainConfig {
+        model: model.display().to_string(),
+        train: train.to_owned(),
+        val_items: 2,
+        runs_dir: root.join("runs"),
+        name: Some(name.into()),
+        lora: pricer::finetune::LoraConfig { r: 4, alpha: 8.0, dropout: 0.1, ..Default::default() },
+        max_steps: Some(6),
+        batch_size: 2,
+        learning_rate: 1e-2,
+        warmup_ratio: 0.0,
+        max_grad_norm: 1.0,
+        max_seq_len: 96,
+        eval_every: 3,
+        save_every: 3,
+        log_every: 1,
+        ..Default::default()
+    }
+}
+
+fn weights(m: &Model) -> Vec<Vec<f32>> {
+    let mut v = vec![m.embed.flatten_all().unwrap().to_vec1::<f32>().unwrap()];
+    for l in &m.layers {
+        for p in &l.proj {
+            v.push(p.w.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        }
+        v.push(l.attn_norm.to_vec1::<f32>().unwrap());
+    }
+    v
+}
+
+#[test]
+fn lora_training_lowers_the_loss_and_changes_only_the_adapters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let train = real_items(tmp.path(), "train.jsonl", 0, 10);
+    let mut cfg = tiny_run_cfg(tmp.path(), &model, &train, "falls");
+    cfg.max_steps = Some(60);
+    cfg.batch_size = 8;
+    cfg.learning_rate = 1e-2;
+    cfg.lora.target_modules =
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
+    cfg.lora.dropout = 0.0;
+    cfg.eval_every = 0;
+    cfg.save_every = 0;
+    let mut t = Trainer::create(cfg).unwrap();
+    let base_before = weights(&t.model);
+    let lora_before: Vec<Vec<f32>> =
+        t.lora.vars().iter().map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+    let first = t.validation_loss().unwrap().unwrap();
+    assert_eq!(t.run(&|| false).unwrap(), Outcome::Finished);
+    let rows = read_metrics(&t.run_dir);
+    let train_losses: Vec<f64> = rows.iter().filter_map(|r| r.train_loss).collect();
+    assert_eq!(train_losses.len(), 60);
+    let head: f64 = train_losses[..3].iter().sum::<f64>() / 3.0;
+    let tail: f64 = train_losses[57..].iter().sum::<f64>() / 3.0;
+    assert!(tail < head * 0.75, "training loss fell from {head:.3} to only {tail:.3}");
+    // Base weights are bit-identical; every adapter matrix B moved away from its zero init.
+    assert!(weights(&t.model) == base_before, "base weights changed");
+    let lora_after: Vec<Vec<f32>> =
+        t.lora.vars().iter().map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+    for (i, (a, b)) in lora_before.iter().zip(&lora_after).enumerate() {
+        assert_ne!(a, b, "adapter variable {i} did not change");
+    }
+    assert!(first.is_finite());
+}
+
+#[test]
+fn a_stopped_and_resumed_run_continues_the_same_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let train = real_items(tmp.path(), "train.jsonl", 0, 12);
+    // Uninterrupted.
+    let mut a = Trainer::create(tiny_run_cfg(tmp.path(), &model, &train, "straight")).unwrap();
+    assert_eq!(a.run(&|| false).unwrap(), Outcome::Finished);
+    let straight = read_metrics(&a.run_dir);
+    // Stopped through the STOP file after step 2 (a checkpoint is written), then resumed.
+    let mut b = Trainer::create(tiny_run_cfg(tmp.path(), &model, &train, "resumed")).unwrap();
+    let run_dir = b.run_dir.clone();
+    let stop_file = run_dir.join(files::STOP);
+    let outcome = b
+        .run(&|| {
+            let done = read_metrics(&run_dir).iter().filter(|r| r.train_loss.is_some()).count();
+            if done == 2 {
+                std::fs::write(&stop_file, b"").unwrap();
+            }
+            false
+        })
+        .unwrap();
+    assert_eq!(outcome, Outcome::Stopped);
+    assert_eq!(checkpoints(&run_dir).last().unwrap().0, 2, "stop writes a checkpoint of the last step");
+    assert_eq!(pricer::finetune::train::read_status(&run_dir).unwrap().state, "stopped");
+    // A half-written checkpoint (no trainer_state.json) is never taken for a good one.
+    std::fs::create_dir_all(run_dir.join("checkpoints/checkpoint-5")).unwrap();
+    std::fs::write(run_dir.join("checkpoints/checkpoint-5/adapter_model.safetensors"), b"torn").unwrap();
+    drop(b);
+    let mut c = Trainer::resume(&run_dir, None).unwrap();
+    assert_eq!(c.state.step, 2);
+    assert_eq!(c.run(&|| false).unwrap(), Outcome::Finished);
+    let resumed = read_metrics(&run_dir);
+    let losses = |rows: &[pricer::finetune::train::MetricRow]| -> Vec<(usize, f64)> {
+        rows.iter().filter_map(|r| r.train_loss.map(|l| (r.step, l))).collect()
+    };
+    let (s, r) = (losses(&straight), losses(&resumed));
+    assert_eq!(s.len(), 6);
+    assert_eq!(r.len(), 6, "the resumed curve has each step once");
+    for ((s1, l1), (s2, l2)) in s.iter().zip(&r) {
+        assert_eq!(s1, s2);
+        assert!((l1 - l2).abs() < 1e-6, "step {s1}: {l1} uninterrupted vs {l2} resumed");
+    }
+    let vals =
+        |rows: &[pricer::finetune::train::MetricRow]| -> Vec<f64> { rows.iter().filter_map(|r| r.val_loss).collect() };
+    let (vs, vr) = (vals(&straight), vals(&resumed));
+    assert_eq!(vs.len(), vr.len());
+    for (x, y) in vs.iter().zip(&vr) {
+        assert!((x - y).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn the_adapter_follows_peft_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let train = real_items(tmp.path(), "train.jsonl", 0, 8);
+    let mut cfg = tiny_run_cfg(tmp.path(), &model, &train, "peft");
+    cfg.max_steps = Some(1);
+    cfg.lora.target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"].map(String::from).to_vec();
+    let mut t = Trainer::create(cfg).unwrap();
+    t.run(&|| false).unwrap();
+    let (_, ck) = checkpoints(&t.run_dir).pop().unwrap();
+    let tensors = candle_core::safetensors::load(ck.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+    let c = tiny_cfg();
+    let kv = c.num_key_value_heads * c.head_dim();
+    let expect = [
+        ("self_attn.q_proj", 32, 32),
+        ("self_attn.k_proj", kv, 32),
+        ("self_attn.v_proj", kv, 32),
+        ("self_attn.o_proj", 32, 32),
+        ("mlp.down_proj", 32, 64),
+    ];
+    assert_eq!(tensors.len(), 2 * 2 * expect.len());
+    for layer in 0..2 {
+        for (module, out, inp) in expect {
+            let a = &tensors[&format!("base_model.model.model.layers.{layer}.{module}.lora_A.weight")];
+            let b = &tensors[&format!("base_model.model.model.layers.{layer}.{module}.lora_B.weight")];
+            assert_eq!(a.dims(), [4, inp], "{module} A");
+            assert_eq!(b.dims(), [out, 4], "{module} B");
+            assert_eq!(a.dtype(), DType::F32);
+        }
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ck.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["r"], 4);
+    assert_eq!(cfg["lora_alpha"], 8.0);
+    assert_eq!(cfg["target_modules"], serde_json::json!(["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"]));
+    // And it loads back into the same numbers.
+    let back = pricer::finetune::Lora::load_peft(&ck, &t.model.cfg, &Device::Cpu).unwrap();
+    for (x, y) in back.vars().iter().zip(t.lora.vars()) {
+        let d = (x.as_tensor() - y.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0);
+    }
+}
+
+#[test]
+fn the_loss_is_only_on_the_price_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let train = real_items(tmp.path(), "train.jsonl", 0, 8);
+    let t = Trainer::create(tiny_run_cfg(tmp.path(), &model, &train, "mask")).unwrap();
+    let ex = &t.train[0];
+    let price_text = t.model.tokenizer.decode(&ex.ids[ex.price_start..]);
+    assert!(price_text.ends_with(".00") && price_text.trim_end_matches(".00").parse::<u32>().is_ok(), "{price_text:?}");
+    assert!(t.model.tokenizer.decode(&ex.ids[..ex.price_start]).ends_with("Price is $"));
+    let (loss, _) = t.batch_loss(&[ex], None).unwrap();
+    let loss = loss.to_scalar::<f32>().unwrap() as f64;
+    // Cross-entropy over every position, by hand from full logits.
+    let ids = Tensor::from_slice(&ex.ids, (1, ex.ids.len()), &Device::Cpu).unwrap();
+    let h = t.model.hidden(&ids, Some(&t.lora), None, None).unwrap().squeeze(0).unwrap();
+    let logits = t.model.logits(&t.model.final_norm(&h).unwrap()).unwrap();
+    let logp = candle_nn_free_log_softmax(&logits);
+    let nll = |p: usize| -(logp[p][ex.ids[p + 1] as usize] as f64);
+    let n = ex.ids.len();
+    let price_only: f64 = (ex.price_start - 1..n - 1).map(nll).sum::<f64>() / (n - ex.price_start) as f64;
+    let everything: f64 = (0..n - 1).map(nll).sum::<f64>() / (n - 1) as f64;
+    assert!((loss - price_only).abs() < 1e-4 * price_only, "loss {loss} vs price-only {price_only}");
+    assert!((loss - everything).abs() > 1e-2, "the prompt tokens would not change the loss");
+}
+
+fn candle_nn_free_log_softmax(logits: &Tensor) -> Vec<Vec<f32>> {
+    let rows = logits.to_vec2::<f32>().unwrap();
+    rows.into_iter()
+        .map(|r| {
+            let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = r.iter().map(|x| (x - m).exp()).sum::<f32>().ln() + m;
+            r.into_iter().map(|x| x - lse).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn truncation_shortens_the_description_and_keeps_the_price() {
+    let tok = llama_tokenizer();
+    let prompt = format!(
+        "How much does this cost to the nearest dollar?\n\n{}\n\nPrice is $123.00",
+        "word ".repeat(300).trim_end()
+    );
+    let ex = encode_prompt(&tok, &prompt, 123.0, 40).unwrap();
+    assert!(ex.truncated);
+    assert_eq!(ex.ids.len(), 40);
+    assert_eq!(tok.decode(&ex.ids[ex.price_start..]), "123.00");
+    assert!(tok.decode(&ex.ids).contains("\n\nPrice is $123.00"));
+    assert!(encode_prompt(&tok, &prompt, 123.0, 6).is_err(), "too short for the price part");
+    let test = encode_prompt(&tok, pricer::items::test_prompt(&prompt), 0.0, 40).unwrap();
+    assert_eq!(test.price_start, test.ids.len());
+    assert!(tok.decode(&test.ids).ends_with("Price is $"));
+}
+
+#[test]
+fn top3_weighted_decode_reads_number_tokens() {
+    let tok = llama_tokenizer();
+    assert!(tok.number_tokens, "Llama 3 has one token per number");
+    let mut logits = vec![0f32; 128_256];
+    let id = |s: &str| tok.tok.token_to_id(s).unwrap();
+    logits[id("abc") as usize] = 10.0; // likeliest, not a number: skipped
+    logits[id("100") as usize] = 9.0;
+    logits[id("200") as usize] = 9.0;
+    logits[id("400") as usize] = 8.0;
+    logits[id("900") as usize] = 1.0; // fourth number: not used
+    let got = pricer::finetune::predict::top_k_weighted(&logits, 3, |i| tok.decode_one(i));
+    let e = 1f64.exp();
+    let want = (100.0 * e + 200.0 * e + 400.0) / (2.0 * e + 1.0);
+    assert!((got - want).abs() < 1e-3, "{got} vs {want}");
+}
+
+#[test]
+fn kv_cache_gives_the_same_logits_as_a_full_pass() {
+    let m = Model::random(tiny_cfg(), llama_tokenizer(), 3, &Device::Cpu).unwrap();
+    let ids: Vec<u32> = vec![128_000, 791, 6864, 315, 9822, 374];
+    let full = m.next_token_logits(&ids, None, None).unwrap();
+    let mut cache = KvCache::new(2);
+    m.next_token_logits(&ids[..4], None, Some(&mut cache)).unwrap();
+    m.next_token_logits(&ids[4..5], None, Some(&mut cache)).unwrap();
+    let step = m.next_token_logits(&ids[5..], None, Some(&mut cache)).unwrap();
+    let diff = full.iter().zip(&step).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4, "max difference {diff}");
+}
+
+#[test]
+fn regression_objective_trains_a_price_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let train = real_items(tmp.path(), "train.jsonl", 0, 10);
+    let mut cfg = tiny_run_cfg(tmp.path(), &model, &train, "regression");
+    cfg.objective = pricer::finetune::Objective::Regression;
+    cfg.max_steps = Some(30);
+    cfg.batch_size = 8;
+    cfg.learning_rate = 3e-2;
+    cfg.lora.dropout = 0.0;
+    cfg.eval_every = 0;
+    let mut t = Trainer::create(cfg).unwrap();
+    t.run(&|| false).unwrap();
+    let losses: Vec<f64> = read_metrics(&t.run_dir).iter().filter_map(|r| r.train_loss).collect();
+    assert!(losses[27..].iter().sum::<f64>() < losses[..3].iter().sum::<f64>() * 0.5, "{losses:?}");
+    let (_, ck) = checkpoints(&t.run_dir).pop().unwrap();
+    assert!(ck.join("price_head.safetensors").is_file());
+    let m = Model::from_hf_dir(&model, &Device::Cpu).unwrap();
+    let p = Predictor::from_checkpoint(m, Some(&ck), 96).unwrap();
+    assert_eq!(p.decode, pricer::finetune::Decode::Regression);
+    let (table, _) = pricer::export::read_items(&train).unwrap();
+    let guess = p.predict(table.get(0).prompt).unwrap();
+    assert!(guess > 0.0 && guess.is_finite());
+}
+
+fn smollm2() -> Model {
+    let path = pricer::finetune::model::default_model_path();
+    assert!(path.is_file(), "{} is missing: run scripts/fetch-assets.sh (scripts/test.sh does)", path.display());
+    Model::from_gguf(&path, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn real_smollm2_loads_from_gguf_and_continues_plain_english() {
+    let m = smollm2();
+    assert_eq!(m.cfg.num_hidden_layers, 30);
+    assert_eq!(m.cfg.hidden_size, 576);
+    assert_eq!((m.cfg.num_attention_heads, m.cfg.num_key_value_heads), (9, 3));
+    assert!(!m.tokenizer.number_tokens, "SmolLM2 splits numbers into digits");
+    assert_eq!(m.tokenizer.tok.encode("123", false).unwrap().get_ids().len(), 3);
+    let (ids, _) = m.tokenizer.encode_with_offsets("The capital of France is").unwrap();
+    let logits = m.next_token_logits(&ids, None, None).unwrap();
+    let best = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+    assert_eq!(m.tokenizer.decode_one(best).trim(), "Paris");
+}
+
+#[test]
+fn a_short_real_run_trains_checkpoints_and_evaluates_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    smollm2();
+    real_items(tmp.path(), "train.jsonl", 0, 32);
+    real_items(tmp.path(), "val.jsonl", 100, 4);
+    let test = real_items(tmp.path(), "test.jsonl", 200, 4);
+    let config = tmp.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = {:?}\ntrain = \"train.jsonl\"\nvalidation = \"val.jsonl\"\nruns_dir = \"runs\"\nname = \"real\"\n\
+             max_steps = 4\nbatch_size = 2\nlora = {{ r = 8, alpha = 16.0, dropout = 0.1 }}\n\
+             eval_every = 2\nsave_every = 2\nlog_every = 1\n",
+            pricer::finetune::model::default_model_path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let exe = env!("CARGO_BIN_EXE_pricer");
+    let out = std::process::Command::new(exe).args(["train", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = tmp.path().join("runs/real");
+    let rows = read_metrics(&run);
+    assert_eq!(rows.iter().filter(|r| r.train_loss.is_some()).count(), 4);
+    assert_eq!(rows.iter().filter(|r| r.val_loss.is_some()).count(), 3, "at steps 0, 2 and 4");
+    assert!(rows.iter().all(|r| r.train_loss.is_none_or(|l| l.is_finite() && l > 0.0)));
+    assert_eq!(checkpoints(&run).iter().map(|c| c.0).collect::<Vec<_>>(), vec![2, 4]);
+    assert!(std::fs::read_to_string(run.join(files::LOG)).unwrap().contains("finished"));
+    let out =
+        std::process::Command::new(exe).args(["eval", "--run"]).arg(&run).arg("--test").arg(&test).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.starts_with("real/checkpoint-4 Error=$") && line.contains("RMSLE=") && line.contains("Hits="),
+        "{line}"
+    );
+    let csv = std::fs::read_to_string(run.join("eval-checkpoint-4.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "header + 4 items");
+}
+
+#[test]
+fn models_download_from_a_hub_layout_and_offline_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_model_dir(tmp.path());
+    let files: Vec<(String, Vec<u8>)> = ["config.json", "tokenizer.json", "model.safetensors"]
+        .iter()
+        .map(|f| ((*f).to_owned(), std::fs::read(dir.join(f)).unwrap()))
+        .collect();
+    let hub = crate::hub::fake_hub_at("/acme/tiny-llama/resolve/main/", files);
+    let opts = pricer::hub::HubOptions {
+        endpoint: Some(hub.endpoint.clone()),
+        cache_dir: Some(tmp.path().join("cache")),
+        token: None,
+    };
+    let got = pricer::finetune::model::download_model("acme/tiny-llama", &opts, &Default::default()).unwrap();
+    assert!(got.starts_with(tmp.path().join("cache")));
+    let m = Model::from_hf_dir(&got, &Device::Cpu).unwrap();
+    assert_eq!(m.cfg, tiny_cfg());
+    let offline = pricer::hub::HubOptions {
+        endpoint: Some("http://127.0.0.1:9".into()),
+        cache_dir: Some(tmp.path().join("cache2")),
+        token: None,
+    };
+    let err = pricer::finetune::model::download_model("acme/tiny-llama", &offline, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("cannot be reached"), "{err}");
+}
