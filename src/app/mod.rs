@@ -5,6 +5,7 @@
 pub mod charts_tab;
 pub mod data;
 pub mod dataset_tab;
+pub mod finetune_tab;
 pub mod jobs;
 pub mod sampling_tab;
 pub mod widgets;
@@ -31,17 +32,20 @@ pub enum Tab {
     Charts,
     /// Balancing recipe with live preview, split, export.
     Sampling,
+    /// LoRA fine-tuning runs: launch, live curves, stop/resume, evaluate.
+    Finetune,
 }
 
 impl Tab {
     /// All tabs in display order.
-    pub const ALL: [Tab; 3] = [Tab::Dataset, Tab::Charts, Tab::Sampling];
+    pub const ALL: [Tab; 4] = [Tab::Dataset, Tab::Charts, Tab::Sampling, Tab::Finetune];
     /// Label in the tab bar.
     pub fn label(self) -> &'static str {
         match self {
             Tab::Dataset => "Dataset",
             Tab::Charts => "Charts",
             Tab::Sampling => "Sampling",
+            Tab::Finetune => "Fine-tune",
         }
     }
 }
@@ -112,6 +116,8 @@ pub enum JobDone {
     Exported(SampleOutcome),
     /// Files downloaded (then loaded).
     Downloaded(Vec<PathBuf>),
+    /// A checkpoint evaluated with the Tester.
+    Evaluated(Box<crate::finetune::predict::EvalSummary>),
 }
 
 /// Something the UI asked for, carried out after drawing.
@@ -141,6 +147,17 @@ pub enum Action {
     ToggleLog,
     /// Write a message to the log.
     Log(Level, String),
+    /// Score a run's checkpoint on the first `n` test items.
+    Evaluate {
+        /// Run folder.
+        run: PathBuf,
+        /// Checkpoint folder.
+        checkpoint: PathBuf,
+        /// Test items.
+        test: PathBuf,
+        /// Items scored.
+        n: usize,
+    },
 }
 
 /// The app.
@@ -163,6 +180,8 @@ pub struct PricerApp {
     pub charts_tab: charts_tab::ChartsTab,
     /// Sampling tab state.
     pub sampling_tab: sampling_tab::SamplingTab,
+    /// Fine-tune tab state.
+    pub finetune_tab: finetune_tab::FinetuneTab,
     open_dialog: Option<widgets::PathDialog>,
     download_dialog: Option<widgets::DownloadDialog>,
     picked: Option<Receiver<Option<Vec<PathBuf>>>>,
@@ -176,10 +195,11 @@ pub struct PricerApp {
 const SHORTCUT_OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
 const SHORTCUT_DEMO: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::D);
 const SHORTCUT_LOG: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::L);
-const SHORTCUT_TABS: [KeyboardShortcut; 3] = [
+const SHORTCUT_TABS: [KeyboardShortcut; 4] = [
     KeyboardShortcut::new(Modifiers::COMMAND, Key::Num1),
     KeyboardShortcut::new(Modifiers::COMMAND, Key::Num2),
     KeyboardShortcut::new(Modifiers::COMMAND, Key::Num3),
+    KeyboardShortcut::new(Modifiers::COMMAND, Key::Num4),
 ];
 
 impl PricerApp {
@@ -190,6 +210,7 @@ impl PricerApp {
             dataset_tab: dataset_tab::DatasetTab::default(),
             charts_tab: charts_tab::ChartsTab::default(),
             sampling_tab: sampling_tab::SamplingTab::default(),
+            finetune_tab: finetune_tab::FinetuneTab::default(),
             settings,
             data: None,
             job: None,
@@ -253,6 +274,12 @@ impl PricerApp {
             self.dataset_tab.logic(&data, &self.filter, &self.wake);
             self.sampling_tab.logic(&data);
         }
+        if self.settings.tab == Tab::Finetune || self.finetune_tab.is_training() {
+            self.finetune_tab.logic(&mut self.actions);
+            if self.finetune_tab.is_training() {
+                ctx.request_repaint_after(std::time::Duration::from_millis(500));
+            }
+        }
         self.process_actions();
         if self.job.is_some() || self.dataset_tab.is_busy() {
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
@@ -301,7 +328,17 @@ impl PricerApp {
                         files.join("\n  ")
                     ),
                 );
+                if self.finetune_tab.form.train.as_os_str().is_empty() {
+                    self.finetune_tab.use_export(&out.files);
+                }
                 self.sampling_tab.last_export = Some(out);
+            }
+            Ok(JobDone::Evaluated(summary)) => {
+                self.log(
+                    Level::Info,
+                    format!("{} ({} items, decode {}, {secs:.1}s)", summary.line, summary.n, summary.decode.name()),
+                );
+                self.finetune_tab.scan(true);
             }
             Ok(JobDone::Downloaded(paths)) => {
                 self.log(Level::Info, format!("downloaded {} file(s) in {secs:.1}s", paths.len()));
@@ -416,6 +453,12 @@ impl PricerApp {
                 }
                 Action::ToggleLog => self.show_log = !self.show_log,
                 Action::Log(level, text) => self.log(level, text),
+                Action::Evaluate { run, checkpoint, test, n } => {
+                    self.start("evaluate checkpoint", move |ctx| {
+                        let s = crate::finetune::predict::evaluate_run(&run, Some(&checkpoint), &test, n, ctx)?;
+                        Ok(JobDone::Evaluated(Box::new(s)))
+                    });
+                }
             }
         }
     }
@@ -457,24 +500,30 @@ impl PricerApp {
                 .default_size(160.0)
                 .show(ui, |ui| widgets::log_ui(ui, &self.log));
         }
-        egui::CentralPanel::default().show(ui, |ui| match self.data.clone() {
-            None => {
-                ui.centered_and_justified(|ui| {
-                    if self.job.is_some() {
-                        ui.label("Loading…");
-                    } else {
-                        ui.label("No dataset. Open a file (Ctrl+O), drop one here, or load the demo (Ctrl+D).");
-                    }
-                });
-            }
-            Some(data) => match self.settings.tab {
-                Tab::Dataset => self.dataset_tab.ui(ui, &data, &mut self.filter, &mut self.actions),
-                Tab::Charts => self.charts_tab.ui(ui, &data, &mut self.actions),
-                Tab::Sampling => {
-                    self.sampling_tab.ui(ui, &data, &mut self.settings, self.job.is_some(), &mut self.actions)
+        if self.settings.tab == Tab::Finetune {
+            let busy = self.job.is_some();
+            egui::CentralPanel::default().show(ui, |ui| self.finetune_tab.ui(ui, busy, &mut self.actions));
+        } else {
+            egui::CentralPanel::default().show(ui, |ui| match self.data.clone() {
+                None => {
+                    ui.centered_and_justified(|ui| {
+                        if self.job.is_some() {
+                            ui.label("Loading…");
+                        } else {
+                            ui.label("No dataset. Open a file (Ctrl+O), drop one here, or load the demo (Ctrl+D).");
+                        }
+                    });
                 }
-            },
-        });
+                Some(data) => match self.settings.tab {
+                    Tab::Dataset => self.dataset_tab.ui(ui, &data, &mut self.filter, &mut self.actions),
+                    Tab::Charts => self.charts_tab.ui(ui, &data, &mut self.actions),
+                    Tab::Sampling => {
+                        self.sampling_tab.ui(ui, &data, &mut self.settings, self.job.is_some(), &mut self.actions)
+                    }
+                    Tab::Finetune => {}
+                },
+            });
+        }
 
         if let Some(dialog) = &mut self.open_dialog
             && let Some(result) =

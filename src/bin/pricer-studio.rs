@@ -16,7 +16,7 @@ use std::path::PathBuf;
     about = "Pricer Studio: curate, explore, rebalance and export product pricing data."
 )]
 struct Args {
-    /// Tab to open: dataset, charts or sampling.
+    /// Tab to open: dataset, charts, sampling or finetune.
     #[arg(long)]
     tab: Option<String>,
     /// Write a PNG of the window once the demo is loaded, then quit (ignores saved settings).
@@ -33,7 +33,34 @@ struct Args {
     size: String,
 }
 
+/// `pricer-studio train --config F | --resume DIR [--max-steps N]`: the same training command as
+/// `pricer train`, so the app can start a run as a separate process of itself when the `pricer`
+/// binary is not beside it.
+fn train_subcommand() -> Option<i32> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("train") {
+        return None;
+    }
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let config = value("--config").map(PathBuf::from);
+    let resume = value("--resume").map(PathBuf::from);
+    let max_steps = value("--max-steps").and_then(|s| s.parse().ok());
+    match pricer::finetune::train::run_command(config.as_deref(), resume.as_deref(), max_steps) {
+        Ok((_, outcome, step)) => {
+            println!("{outcome:?} at step {step}");
+            Some(0)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Some(1)
+        }
+    }
+}
+
 fn main() -> eframe::Result {
+    if let Some(code) = train_subcommand() {
+        std::process::exit(code);
+    }
     let args = Args::parse();
     let screenshot = args.screenshot.as_deref().map(ScreenshotPlan::new);
     // Load the tokenizer while the window and GL context come up: the demo needs it first thing.
@@ -44,6 +71,7 @@ fn main() -> eframe::Result {
     let tab = args.tab.as_deref().map(|t| match t.to_ascii_lowercase().as_str() {
         "charts" => Tab::Charts,
         "sampling" => Tab::Sampling,
+        "finetune" | "fine-tune" => Tab::Finetune,
         _ => Tab::Dataset,
     });
     let (w, h) = args

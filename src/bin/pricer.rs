@@ -237,7 +237,29 @@ enum Command {
     },
 }
 
+/// Training and prediction allocate and free the same large tensors every step. mimalloc keeps
+/// freed memory for reuse only when told to (settings read at start-up), so these commands start
+/// themselves again once with those settings: otherwise every step pays a page fault per page.
+#[cfg(unix)]
+fn reexec_with_allocator_settings() {
+    use std::os::unix::process::CommandExt;
+    const KEY: &str = "MIMALLOC_PURGE_DELAY";
+    let heavy = std::env::args().nth(1).is_some_and(|a| matches!(a.as_str(), "train" | "eval" | "predict"));
+    if !heavy || std::env::var_os(KEY).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(KEY, "-1")
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "1")
+        .exec();
+    eprintln!("note: running without allocator settings ({err})");
+}
+
 fn main() {
+    #[cfg(unix)]
+    reexec_with_allocator_settings();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
@@ -442,26 +464,9 @@ fn run(cli: Cli) -> Result<()> {
                 print_out(&pricer::finetune::TrainConfig::default().to_toml());
                 return Ok(());
             }
-            let mut trainer = match (&config, &resume) {
-                (_, Some(dir)) => pricer::finetune::Trainer::resume(dir, max_steps)?,
-                (Some(path), None) => {
-                    let mut cfg = pricer::finetune::TrainConfig::load(path)?;
-                    if max_steps.is_some() {
-                        cfg.max_steps = max_steps;
-                    }
-                    pricer::finetune::Trainer::create(cfg)?
-                }
-                (None, None) => bail!("give --config RUN.toml or --resume RUN_DIR"),
-            };
-            let run_dir = trainer.run_dir.clone();
-            print_out(&format!("run folder: {}", run_dir.display()));
-            match trainer.run(&|| false) {
-                Ok(outcome) => print_out(&format!("{outcome:?} at step {}", trainer.state.step)),
-                Err(e) => {
-                    pricer::finetune::Trainer::mark_failed(&run_dir, &e.to_string());
-                    return Err(e.into());
-                }
-            }
+            let (_, outcome, step) =
+                pricer::finetune::train::run_command(config.as_deref(), resume.as_deref(), max_steps)?;
+            print_out(&format!("{outcome:?} at step {step}"));
         }
         Command::Predict { model, checkpoint, prompt, items, size, max_seq_len } => {
             use pricer::finetune::{Model, ModelSource, Predictor};

@@ -255,40 +255,13 @@ impl Model {
         let content =
             gguf_file::Content::read(&mut reader).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
         let md = &content.metadata;
-        let arch = md.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
-        if !matches!(arch.as_str(), "llama" | "qwen2") {
-            return Err(Error::Model(format!("{}: architecture {arch:?} is not supported", path.display())));
-        }
-        let get_u = |k: &str| -> Result<usize> {
-            md.get(&format!("{arch}.{k}"))
-                .and_then(|v| v.to_u32().ok().or_else(|| v.to_u64().ok().map(|x| x as u32)))
-                .map(|v| v as usize)
-                .ok_or_else(|| Error::Model(format!("GGUF metadata has no {arch}.{k}")))
-        };
-        let get_f = |k: &str, d: f64| md.get(&format!("{arch}.{k}")).and_then(|v| v.to_f32().ok()).map_or(d, f64::from);
+        let cfg = gguf_config(&content).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let arch = cfg.model_type.clone();
         let tensor = |name: &str, reader: &mut std::io::BufReader<&mut std::fs::File>| -> Result<Tensor> {
             let q = content.tensor(reader, name, &Device::Cpu).map_err(cerr)?;
             q.dequantize(&Device::Cpu).map_err(cerr)
         };
         let embed = tensor("token_embd.weight", &mut reader)?;
-        let (vocab, hidden) = embed.dims2().map_err(cerr)?;
-        let heads = get_u("attention.head_count")?;
-        let mut cfg = LlamaConfig {
-            model_type: arch.clone(),
-            hidden_size: hidden,
-            intermediate_size: get_u("feed_forward_length")?,
-            num_hidden_layers: get_u("block_count")?,
-            num_attention_heads: heads,
-            num_key_value_heads: get_u("attention.head_count_kv").unwrap_or(heads),
-            vocab_size: vocab,
-            rms_norm_eps: get_f("attention.layer_norm_rms_epsilon", 1e-5),
-            rope_theta: get_f("rope.freq_base", 10_000.0),
-            tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
-            attention_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
-        };
-        if cfg.model_type == "qwen2" {
-            cfg.attention_bias = true;
-        }
         let hd = cfg.head_dim();
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -588,6 +561,59 @@ impl Model {
         let last = h.narrow(1, ids.len() - 1, 1).and_then(|x| x.squeeze(1)).map_err(cerr)?;
         let normed = self.final_norm(&last)?;
         self.logits(&normed)?.squeeze(0).and_then(|x| x.to_vec1::<f32>()).map_err(cerr)
+    }
+}
+
+/// The architecture numbers in a GGUF file's metadata.
+fn gguf_config(content: &candle_core::quantized::gguf_file::Content) -> Result<LlamaConfig> {
+    let md = &content.metadata;
+    let arch = md.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
+    if !matches!(arch.as_str(), "llama" | "qwen2") {
+        return Err(Error::Model(format!("architecture {arch:?} is not supported (llama, qwen2)")));
+    }
+    let get_u = |k: &str| -> Result<usize> {
+        md.get(&format!("{arch}.{k}"))
+            .and_then(|v| v.to_u32().ok().or_else(|| v.to_u64().ok().map(|x| x as u32)))
+            .map(|v| v as usize)
+            .ok_or_else(|| Error::Model(format!("GGUF metadata has no {arch}.{k}")))
+    };
+    let get_f = |k: &str, d: f64| md.get(&format!("{arch}.{k}")).and_then(|v| v.to_f32().ok()).map_or(d, f64::from);
+    let embed =
+        content.tensor_infos.get("token_embd.weight").ok_or_else(|| Error::Model("no token_embd.weight".into()))?;
+    let (vocab, hidden) = embed.shape.dims2().map_err(cerr)?;
+    let heads = get_u("attention.head_count")?;
+    Ok(LlamaConfig {
+        model_type: arch.clone(),
+        hidden_size: hidden,
+        intermediate_size: get_u("feed_forward_length")?,
+        num_hidden_layers: get_u("block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: get_u("attention.head_count_kv").unwrap_or(heads),
+        vocab_size: vocab,
+        rms_norm_eps: get_f("attention.layer_norm_rms_epsilon", 1e-5),
+        rope_theta: get_f("rope.freq_base", 10_000.0),
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        attention_bias: arch == "qwen2" || content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+    })
+}
+
+/// The architecture of a model without loading its weights (GGUF header or `config.json`);
+/// `None` for a Hub id not in the cache.
+pub fn peek_config(model: &str) -> Result<LlamaConfig> {
+    match ModelSource::parse(model)? {
+        ModelSource::Gguf(p) => {
+            let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+            let content = candle_core::quantized::gguf_file::Content::read(&mut std::io::BufReader::new(&mut f))
+                .map_err(|e| Error::Model(format!("{}: {e}", p.display())))?;
+            gguf_config(&content)
+        }
+        ModelSource::HfDir(d) => {
+            let p = d.join("config.json");
+            LlamaConfig::from_hf_json(&std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?)
+        }
+        ModelSource::Hub(id) => {
+            Err(Error::Model(format!("{id} is downloaded when the run starts; its size is known then")))
+        }
     }
 }
 

@@ -765,3 +765,33 @@ pub fn rss_mb() -> Option<f64> {
     let pages: f64 = text.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096.0 / (1024.0 * 1024.0))
 }
+
+/// `train --config RUN.toml | --resume RUN_DIR [--max-steps N]`: what both the `pricer` CLI and
+/// the app's child process run. Prints the run folder first (the app reads it), marks the run
+/// failed on an error. Returns the run folder, why it ended and the last step.
+pub fn run_command(
+    config: Option<&Path>,
+    resume: Option<&Path>,
+    max_steps: Option<usize>,
+) -> Result<(PathBuf, Outcome, usize)> {
+    let mut trainer = match (config, resume) {
+        (_, Some(dir)) => Trainer::resume(dir, max_steps)?,
+        (Some(path), None) => {
+            let mut cfg = TrainConfig::load(path)?;
+            if max_steps.is_some() {
+                cfg.max_steps = max_steps;
+            }
+            Trainer::create(cfg)?
+        }
+        (None, None) => return Err(Error::InvalidInput("give --config RUN.toml or --resume RUN_DIR".into())),
+    };
+    let run_dir = trainer.run_dir.clone();
+    println!("run folder: {}", run_dir.display());
+    match trainer.run(&|| false) {
+        Ok(outcome) => Ok((run_dir, outcome, trainer.state.step)),
+        Err(e) => {
+            Trainer::mark_failed(&run_dir, &e.to_string());
+            Err(e)
+        }
+    }
+}

@@ -31,7 +31,7 @@ fn llama_tokenizer() -> ModelTokenizer {
 }
 
 /// A tiny random model saved as a Hugging Face folder.
-fn tiny_model_dir(root: &Path) -> PathBuf {
+pub fn tiny_model_dir(root: &Path) -> PathBuf {
     let dir = root.join("tiny-llama");
     let mut m = Model::random(tiny_cfg(), llama_tokenizer(), 7, &Device::Cpu).unwrap();
     // Larger (tied) embeddings than the 0.02 init, so that a 32-wide model can express
@@ -43,7 +43,7 @@ fn tiny_model_dir(root: &Path) -> PathBuf {
 }
 
 /// The first `n` real curated items written to a JSONL file.
-fn real_items(root: &Path, name: &str, skip: usize, n: usize) -> PathBuf {
+pub fn real_items(root: &Path, name: &str, skip: usize, n: usize) -> PathBuf {
     let src = crate::common::real_data("curated_items.jsonl").expect("../shared/data/real/curated_items.jsonl");
     let (table, _) = pricer::export::read_items(&src).unwrap();
     let idx: Vec<usize> = (skip..skip + n).collect();

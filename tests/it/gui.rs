@@ -3,7 +3,7 @@
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use pricer::app::data::{Dataset, load_demo};
 use pricer::app::{PricerApp, Settings, Tab};
 use pricer::jobs::JobCtx;
@@ -309,4 +309,81 @@ fn curated_items_files_load_as_they_are() {
     assert_eq!(loaded.table.len(), data.table.len());
     assert_eq!(loaded.report.kept as usize, data.table.len());
     assert_eq!(loaded.table.get(7).prompt, data.table.get(7).prompt);
+}
+
+/// Steps the harness until `done` holds (bounded), sleeping between frames.
+fn wait_for(h: &mut Harness<'static, PricerApp>, what: &str, secs: u64, done: impl Fn(&PricerApp) -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        h.step();
+        if done(h.state()) {
+            h.step();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn train_rows(app: &PricerApp) -> Vec<usize> {
+    let ft = &app.finetune_tab;
+    ft.runs.first().map_or(vec![], |r| r.metrics.iter().filter(|m| m.train_loss.is_some()).map(|m| m.step).collect())
+}
+
+#[test]
+fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = crate::finetune::tiny_model_dir(tmp.path());
+    let train = crate::finetune::real_items(tmp.path(), "train.jsonl", 0, 12);
+    let test = crate::finetune::real_items(tmp.path(), "test.jsonl", 50, 3);
+    let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
+    app.settings.tab = Tab::Finetune;
+    let ft = &mut app.finetune_tab;
+    ft.trainer = Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_pricer")));
+    ft.form.runs_dir = tmp.path().join("runs");
+    ft.form.model = model.display().to_string();
+    ft.form.lora.r = 4;
+    ft.form.batch_size = 2;
+    ft.form.max_seq_len = 96;
+    ft.form.max_steps = Some(100_000);
+    ft.form.val_items = 2;
+    ft.form.eval_every = 0;
+    ft.form.save_every = 0;
+    let mut h = harness(app);
+    h.step();
+    // Without training data the form says so and Launch is disabled.
+    h.get_by_label_contains("train: choose a file of curated items");
+    assert!(h.get_by_label("Launch training").accesskit_node().is_disabled());
+    assert!(
+        h.query_by_label_contains("LoRA 0.00M trainable").is_some() || h.query_by_label_contains("trainable").is_some()
+    );
+    h.state_mut().finetune_tab.form.train = train.clone();
+    h.step();
+    h.get_by_label("Launch training").click();
+    wait_for(&mut h, "the first steps", 120, |a| train_rows(a).len() >= 3);
+    assert!(h.state().finetune_tab.is_training());
+    h.get_by_label("Stop run").click();
+    wait_for(&mut h, "the trainer to stop", 120, |a| !a.finetune_tab.is_training());
+    let run = &h.state().finetune_tab.runs[0];
+    assert_eq!(run.status.as_ref().unwrap().state, "stopped");
+    let stopped_at = run.status.as_ref().unwrap().step;
+    assert_eq!(run.checkpoints.last().unwrap().0, stopped_at, "stop checkpoints the last step");
+    // Resume continues the same curve.
+    h.get_by_label("Resume").click();
+    wait_for(&mut h, "steps after resuming", 120, |a| train_rows(a).len() >= stopped_at + 3);
+    h.get_by_label("Stop run").click();
+    wait_for(&mut h, "the second stop", 120, |a| !a.finetune_tab.is_training());
+    let steps = train_rows(h.state());
+    assert_eq!(steps, (1..=steps.len()).collect::<Vec<_>>(), "each step once, in order");
+    // Evaluate the last checkpoint with the Tester.
+    h.state_mut().finetune_tab.test_file = test.display().to_string();
+    h.state_mut().finetune_tab.eval_n = 3;
+    h.step();
+    h.get_by_label("Evaluate").click();
+    h.step();
+    settle(&mut h);
+    wait_for(&mut h, "the evaluation", 60, |a| a.finetune_tab.runs[0].evals.len() == 1);
+    let line = &h.state().finetune_tab.runs[0].evals[0].line;
+    assert!(line.contains("Error=$") && line.contains("Hits="), "{line}");
+    h.get_by_label_contains("Error=$");
 }
