@@ -702,6 +702,10 @@ impl FinetuneTab {
         if let Some(r) = self.selected.and_then(|i| self.runs.get(i)) {
             live_stats_ui(ui, r);
         }
+        if !self.runs.iter().any(|r| r.shown) {
+            ui.label("Tick a run above (or launch one) to see its loss, learning rate and throughput here.");
+            return;
+        }
         let log_y = self.log_y;
         let tr = |v: f64| if log_y { v.max(1e-9).log10() } else { v };
         let plot = Plot::new("loss_plot")

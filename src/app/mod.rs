@@ -455,7 +455,7 @@ impl PricerApp {
                 Action::Log(level, text) => self.log(level, text),
                 Action::Evaluate { run, checkpoint, test, n } => {
                     self.start("evaluate checkpoint", move |ctx| {
-                        let s = crate::finetune::predict::evaluate_run(&run, Some(&checkpoint), &test, n, ctx)?;
+                        let s = crate::finetune::predict::evaluate_run(&run, Some(&checkpoint), &test, n, None, ctx)?;
                         Ok(JobDone::Evaluated(Box::new(s)))
                     });
                 }
@@ -627,6 +627,7 @@ impl EframeApp {
         tab: Option<Tab>,
         demo_lines: Option<usize>,
         cap: Option<usize>,
+        runs_dir: Option<PathBuf>,
     ) -> Self {
         // A screenshot run starts from defaults, not from what a user saved.
         let saved =
@@ -643,6 +644,9 @@ impl EframeApp {
         let mut app = PricerApp::new(settings, wake, true);
         if let Some(cap) = cap {
             app.sampling_tab.recipe.balance.cap_per_slot = cap;
+        }
+        if let Some(dir) = runs_dir {
+            app.finetune_tab.form.runs_dir = dir;
         }
         Self { app, screenshot }
     }

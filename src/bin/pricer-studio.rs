@@ -28,6 +28,9 @@ struct Args {
     /// Cap per slot of the sampling recipe shown at start (default: the original 1200).
     #[arg(long)]
     cap: Option<usize>,
+    /// Folder of fine-tuning runs shown on the Fine-tune tab (default: runs).
+    #[arg(long)]
+    runs_dir: Option<PathBuf>,
     /// Window size, e.g. 1280x800.
     #[arg(long, default_value = "1440x900")]
     size: String,
@@ -67,7 +70,7 @@ fn main() -> eframe::Result {
     let _ = std::thread::Builder::new()
         .name("tokenizer warm-up".into())
         .spawn(|| pricer::tokenizer::PriceTokenizer::llama31().map(drop));
-    let (demo_lines, cap) = (args.demo_lines, args.cap);
+    let (demo_lines, cap, runs_dir) = (args.demo_lines, args.cap, args.runs_dir.clone());
     let tab = args.tab.as_deref().map(|t| match t.to_ascii_lowercase().as_str() {
         "charts" => Tab::Charts,
         "sampling" => Tab::Sampling,
@@ -93,6 +96,6 @@ fn main() -> eframe::Result {
     eframe::run_native(
         "pricer-studio",
         options,
-        Box::new(move |cc| Ok(Box::new(EframeApp::new(cc, screenshot, tab, demo_lines, cap)))),
+        Box::new(move |cc| Ok(Box::new(EframeApp::new(cc, screenshot, tab, demo_lines, cap, runs_dir)))),
     )
 }

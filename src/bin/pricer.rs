@@ -202,6 +202,9 @@ enum Command {
         /// Longest prompt in tokens (the description is shortened, never the price part).
         #[arg(long, default_value_t = 512)]
         max_seq_len: usize,
+        /// Price decode: top3 (number tokens), greedy, digit-top3, regression (default: by tokenizer / head).
+        #[arg(long)]
+        decode: Option<String>,
     },
     /// Evaluate a run's checkpoint on test items with the Tester: report line, per-item CSV.
     Eval {
@@ -217,6 +220,9 @@ enum Command {
         /// Items scored (the first N).
         #[arg(long, default_value_t = 250)]
         size: usize,
+        /// Price decode: top3 (number tokens), greedy, digit-top3, regression (default: by tokenizer / head).
+        #[arg(long)]
+        decode: Option<String>,
     },
     /// Download raw category files of McAuley-Lab/Amazon-Reviews-2023 from the Hugging Face Hub.
     ///
@@ -237,29 +243,11 @@ enum Command {
     },
 }
 
-/// Training and prediction allocate and free the same large tensors every step. mimalloc keeps
-/// freed memory for reuse only when told to (settings read at start-up), so these commands start
-/// themselves again once with those settings: otherwise every step pays a page fault per page.
-#[cfg(unix)]
-fn reexec_with_allocator_settings() {
-    use std::os::unix::process::CommandExt;
-    const KEY: &str = "MIMALLOC_PURGE_DELAY";
-    let heavy = std::env::args().nth(1).is_some_and(|a| matches!(a.as_str(), "train" | "eval" | "predict"));
-    if !heavy || std::env::var_os(KEY).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(KEY, "-1")
-        .env("MIMALLOC_ARENA_EAGER_COMMIT", "1")
-        .exec();
-    eprintln!("note: running without allocator settings ({err})");
-}
-
 fn main() {
-    #[cfg(unix)]
-    reexec_with_allocator_settings();
+    let heavy = std::env::args().nth(1).is_some_and(|a| matches!(a.as_str(), "train" | "eval" | "predict"));
+    if heavy {
+        pricer::finetune::reexec_with_allocator_settings();
+    }
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
@@ -468,12 +456,15 @@ fn run(cli: Cli) -> Result<()> {
                 pricer::finetune::train::run_command(config.as_deref(), resume.as_deref(), max_steps)?;
             print_out(&format!("{outcome:?} at step {step}"));
         }
-        Command::Predict { model, checkpoint, prompt, items, size, max_seq_len } => {
+        Command::Predict { model, checkpoint, prompt, items, size, max_seq_len, decode } => {
             use pricer::finetune::{Model, ModelSource, Predictor};
             let model_s = model.unwrap_or_else(|| pricer::finetune::model::default_model_path().display().to_string());
             let source = ModelSource::parse(&model_s)?;
             let m = Model::load(&source, &candle_core::Device::Cpu, &Default::default())?;
-            let p = Predictor::from_checkpoint(m, checkpoint.as_deref(), max_seq_len)?;
+            let mut p = Predictor::from_checkpoint(m, checkpoint.as_deref(), max_seq_len)?;
+            if let Some(d) = decode {
+                p.decode = pricer::finetune::Decode::parse(&d).with_context(|| format!("unknown decode {d}"))?;
+            }
             eprintln!("decode: {}", p.decode.name());
             match (prompt, items) {
                 (Some(prompt), _) => print_out(&format!("{:.2}", p.predict(&prompt)?)),
@@ -488,9 +479,19 @@ fn run(cli: Cli) -> Result<()> {
                 (None, None) => bail!("give --prompt TEXT or --items FILE"),
             }
         }
-        Command::Eval { run, test, checkpoint, size } => {
-            let s =
-                pricer::finetune::predict::evaluate_run(&run, checkpoint.as_deref(), &test, size, &stderr_progress())?;
+        Command::Eval { run, test, checkpoint, size, decode } => {
+            let decode = match decode.as_deref() {
+                Some(d) => Some(pricer::finetune::Decode::parse(d).with_context(|| format!("unknown decode {d}"))?),
+                None => None,
+            };
+            let s = pricer::finetune::predict::evaluate_run(
+                &run,
+                checkpoint.as_deref(),
+                &test,
+                size,
+                decode,
+                &stderr_progress(),
+            )?;
             print_out(&s.line);
             eprintln!(
                 "{} items, decode {}, {:.1} s ({:.2} s per item); per-item CSV: {}",

@@ -153,7 +153,8 @@ pub struct Model {
     pub device: Device,
 }
 
-/// Key/value cache of one prediction.
+/// Key/value cache of one prediction (cloning is cheap: tensors are shared, appends make new ones).
+#[derive(Clone)]
 pub struct KvCache {
     kv: Vec<Option<(Tensor, Tensor)>>,
     /// Tokens already in the cache.

@@ -21,16 +21,31 @@ pub enum Decode {
     Top3Weighted,
     /// Greedy decoding of digits until the first non-digit, with a KV cache.
     GreedyDigits,
+    /// The 3 likeliest first digits (1–9), each continued greedily, probability-weighted: the
+    /// top-3 idea of design.md §7 carried over to digit-by-digit tokenizers.
+    DigitTop3Weighted,
     /// The trained regression head.
     Regression,
 }
 
 impl Decode {
+    /// Reads a name: `top3` (number tokens), `greedy`, `digit-top3`, `regression`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "top3" | "top-3" => Some(Self::Top3Weighted),
+            "greedy" | "greedy-digits" => Some(Self::GreedyDigits),
+            "digit-top3" | "digits-top3" => Some(Self::DigitTop3Weighted),
+            "regression" => Some(Self::Regression),
+            _ => None,
+        }
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
             Self::Top3Weighted => "top-3 weighted",
             Self::GreedyDigits => "greedy digits",
+            Self::DigitTop3Weighted => "top-3 first digits, weighted",
             Self::Regression => "regression head",
         }
     }
@@ -95,31 +110,55 @@ impl Predictor {
                 let logits = self.model.next_token_logits(&ids, lora, None)?;
                 Ok(top_k_weighted(&logits, 3, |id| self.model.tokenizer.decode_one(id)))
             }
-            Decode::GreedyDigits => {
+            Decode::GreedyDigits | Decode::DigitTop3Weighted => {
                 let mut cache = KvCache::new(self.model.cfg.num_hidden_layers);
-                let mut logits = self.model.next_token_logits(&ids, lora, Some(&mut cache))?;
+                let logits = self.model.next_token_logits(&ids, lora, Some(&mut cache))?;
                 let digits = self.model.tokenizer.digit_ids;
-                let mut out = String::new();
-                for _ in 0..7 {
-                    let best = argmax(&logits);
-                    let d = digits.iter().position(|&x| x == Some(best));
-                    let chosen = match d {
-                        Some(d) => Some((d, best)),
-                        // The first token must be a digit: take the likeliest digit.
-                        None if out.is_empty() => digits
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(d, id)| id.map(|id| (d, id)))
-                            .max_by(|a, b| logits[a.1 as usize].total_cmp(&logits[b.1 as usize])),
-                        None => None,
-                    };
-                    let Some((d, id)) = chosen else { break };
-                    out.push(char::from(b'0' + d as u8));
-                    logits = self.model.next_token_logits(&[id], lora, Some(&mut cache))?;
+                if self.decode == Decode::GreedyDigits {
+                    return self.greedy_digits(logits, cache, String::new());
                 }
-                Ok(out.parse::<f64>().unwrap_or(0.0))
+                // Probabilities of the first digits 1–9 (softmax over the whole vocabulary).
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let z: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+                let mut firsts: Vec<(usize, u32, f64)> = (1..10)
+                    .filter_map(|d| digits[d].map(|id| (d, id, ((logits[id as usize] - max) as f64).exp() / z)))
+                    .collect();
+                firsts.sort_by(|a, b| b.2.total_cmp(&a.2));
+                let mut total = 0.0;
+                let mut weighted = 0.0;
+                for &(d, id, p) in firsts.iter().take(3) {
+                    let mut branch = cache.clone();
+                    let next = self.model.next_token_logits(&[id], lora, Some(&mut branch))?;
+                    let v = self.greedy_digits(next, branch, d.to_string())?;
+                    total += p;
+                    weighted += p * v;
+                }
+                Ok(if total > 0.0 { weighted / total } else { 0.0 })
             }
         }
+    }
+
+    /// Continues `prefix` (digits already chosen) while the likeliest next token is a digit; the
+    /// first digit, when `prefix` is empty, is the likeliest digit even if a non-digit leads.
+    fn greedy_digits(&self, mut logits: Vec<f32>, mut cache: KvCache, mut out: String) -> Result<f64> {
+        let digits = self.model.tokenizer.digit_ids;
+        let lora = self.lora.as_ref();
+        while out.len() < 7 {
+            let best = argmax(&logits);
+            let chosen = match digits.iter().position(|&x| x == Some(best)) {
+                Some(d) => Some((d, best)),
+                None if out.is_empty() => digits
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(d, id)| id.map(|id| (d, id)))
+                    .max_by(|a, b| logits[a.1 as usize].total_cmp(&logits[b.1 as usize])),
+                None => None,
+            };
+            let Some((d, id)) = chosen else { break };
+            out.push(char::from(b'0' + d as u8));
+            logits = self.model.next_token_logits(&[id], lora, Some(&mut cache))?;
+        }
+        Ok(out.parse::<f64>().unwrap_or(0.0))
     }
 }
 
@@ -221,6 +260,7 @@ pub fn evaluate_run(
     checkpoint: Option<&Path>,
     test: &Path,
     n: usize,
+    decode: Option<Decode>,
     ctx: &crate::jobs::JobCtx,
 ) -> Result<EvalSummary> {
     use super::train::{checkpoints, files};
@@ -235,12 +275,19 @@ pub fn evaluate_run(
     ctx.report(&crate::jobs::Progress { stage: "loading model".into(), ..Default::default() });
     let device = super::model::pick_device(&cfg.device)?;
     let model = Model::load(&super::model::ModelSource::parse(&cfg.model)?, &device, &Default::default())?;
-    let predictor = Predictor::from_checkpoint(model, Some(&ck), cfg.max_seq_len)?;
+    let mut predictor = Predictor::from_checkpoint(model, Some(&ck), cfg.max_seq_len)?;
+    if let Some(d) = decode {
+        predictor.decode = d;
+    }
     let (table, _) = crate::export::read_items(test)?;
     let name = ck.file_name().map_or_else(|| "checkpoint".into(), |s| s.to_string_lossy().into_owned());
     let run_name = run_dir.file_name().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let ev = evaluate(&predictor, &table, n, &format!("{run_name}/{name}"), ctx)?;
     let extra = vec![("title".to_owned(), ev.titles.clone())];
+    let name = match decode {
+        Some(d) => format!("{name}-{}", d.name().replace([' ', ','], "-").replace("--", "-")),
+        None => name,
+    };
     ev.report.write_csv(&run_dir.join(format!("eval-{name}.csv")), &extra)?;
     let summary = EvalSummary {
         checkpoint: name.clone(),

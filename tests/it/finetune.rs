@@ -413,3 +413,41 @@ fn models_download_from_a_hub_layout_and_offline_is_a_clear_error() {
     let err = pricer::finetune::model::download_model("acme/tiny-llama", &offline, &Default::default()).unwrap_err();
     assert!(err.to_string().contains("cannot be reached"), "{err}");
 }
+
+#[test]
+fn qwen2_biases_load_and_gradient_accumulation_counts_micro_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = LlamaConfig { model_type: "qwen2".into(), attention_bias: true, ..tiny_cfg() };
+    let m = Model::random(cfg.clone(), llama_tokenizer(), 11, &Device::Cpu).unwrap();
+    let dir = tmp.path().join("tiny-qwen2");
+    m.save_hf_dir(&dir).unwrap();
+    let back = Model::from_hf_dir(&dir, &Device::Cpu).unwrap();
+    assert_eq!(back.cfg, cfg);
+    let b = back.layers[0].proj[0].b.as_ref().expect("q_proj bias");
+    assert_eq!(b.dims(), [32]);
+    // The bias is used: the same ids give other logits without it.
+    let ids = [128_000u32, 791, 6864];
+    let with = back.next_token_logits(&ids, None, None).unwrap();
+    let mut no_bias = Model::from_hf_dir(&dir, &Device::Cpu).unwrap();
+    for l in &mut no_bias.layers {
+        for p in &mut l.proj {
+            p.b = None;
+        }
+    }
+    assert_ne!(with, no_bias.next_token_logits(&ids, None, None).unwrap());
+    // Two micro-batches of 2 per step over 10 items: 3 steps make an epoch.
+    let train = real_items(tmp.path(), "train.jsonl", 0, 12);
+    let mut rc = tiny_run_cfg(tmp.path(), &dir, &train, "accum");
+    rc.max_steps = None;
+    rc.epochs = 1.0;
+    rc.grad_accum = 2;
+    rc.eval_every = 0;
+    let mut t = Trainer::create(rc).unwrap();
+    assert_eq!(t.train.len(), 10);
+    assert_eq!(t.state.total_steps, 3);
+    t.run(&|| false).unwrap();
+    assert_eq!(t.state.micro_batches, 6);
+    let rows = read_metrics(&t.run_dir);
+    let last = rows.iter().rev().find(|r| r.train_loss.is_some()).unwrap();
+    assert!(last.epoch >= 1.0 && last.epoch < 1.3, "epoch {}", last.epoch);
+}

@@ -16,6 +16,11 @@ fn snapshot_tab(tab: Tab, name: &str) {
     if tab == Tab::Dataset {
         app.dataset_tab.selected = Some(1);
     }
+    if tab == Tab::Finetune {
+        // Paths that read the same on every machine: no runs, the fetched model by relative path.
+        app.finetune_tab.form.runs_dir = "tests/fixtures/no-runs".into();
+        app.finetune_tab.form.model = "assets/models/SmolLM2-135M-Instruct.Q4_1.gguf".into();
+    }
     let mut h = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).wgpu().build_ui_state(
         |ui, app: &mut PricerApp| {
             app.logic(&ui.ctx().clone());
@@ -42,4 +47,9 @@ fn charts_tab_snapshot() {
 #[test]
 fn sampling_tab_snapshot() {
     snapshot_tab(Tab::Sampling, "sampling_tab");
+}
+
+#[test]
+fn finetune_tab_snapshot() {
+    snapshot_tab(Tab::Finetune, "finetune_tab");
 }
