@@ -19,4 +19,4 @@ done
 # The Fine-tune tab shows the runs in RUNS_DIR (default runs/, where `pricer train` puts them):
 # train one first, e.g. `pricer train --config run.toml` (README "Fine-tuning"), and evaluate it.
 xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \
-  --tab finetune --runs-dir "${RUNS_DIR:-runs}" --size 1440x900 --screenshot screenshots/finetune.png
+  --tab finetune --runs-dir "${RUNS_DIR:-runs}" --size 1440x1150 --screenshot screenshots/finetune.png

@@ -393,7 +393,17 @@ impl FinetuneTab {
                 ui.separator();
                 self.curves_ui(ui);
                 ui.separator();
-                self.eval_ui(ui, job_running, actions);
+                ui.columns(2, |cols| {
+                    if let Some(r) = self.selected.and_then(|i| self.runs.get(i)) {
+                        let ui = &mut cols[0];
+                        egui::CollapsingHeader::new(format!("Log of {}", r.name)).default_open(true).show(ui, |ui| {
+                            for l in &r.log_tail {
+                                ui.add(egui::Label::new(RichText::new(l).monospace().small()).truncate());
+                            }
+                        });
+                    }
+                    self.eval_ui(&mut cols[1], job_running, actions);
+                });
             });
         });
     }
@@ -772,13 +782,6 @@ impl FinetuneTab {
                 },
             );
         });
-        if let Some(r) = self.selected.and_then(|i| self.runs.get(i)) {
-            egui::CollapsingHeader::new(format!("Log of {}", r.name)).default_open(true).show(ui, |ui| {
-                for l in &r.log_tail {
-                    ui.monospace(l);
-                }
-            });
-        }
     }
 
     fn eval_ui(&mut self, ui: &mut Ui, job_running: bool, actions: &mut Vec<Action>) {
@@ -790,7 +793,7 @@ impl FinetuneTab {
         let dir = r.dir.clone();
         let cks = r.checkpoints.clone();
         let evals = r.evals.clone();
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let ck_label = ui.label("checkpoint");
             let current = self
                 .eval_checkpoint
@@ -909,8 +912,8 @@ fn scatter_ui(ui: &mut Ui, e: &EvalSummary) {
         }
     }
     Plot::new("eval_scatter")
-        .height(320.0)
-        .data_aspect(1.0)
+        .height(280.0)
+        .allow_scroll(false)
         .legend(Legend::default())
         .x_axis_label("Ground Truth")
         .y_axis_label("Model Estimate")

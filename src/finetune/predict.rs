@@ -77,7 +77,9 @@ impl Predictor {
         } else if model.tokenizer.number_tokens {
             Decode::Top3Weighted
         } else {
-            Decode::GreedyDigits
+            // Measured on 250 held-out real items with a SmolLM2 LoRA (closing note of issue 4):
+            // $66.75 / RMSLE 0.90 / 46.8% hits against greedy's $73.79 / 1.07 / 50.0%.
+            Decode::DigitTop3Weighted
         };
         Self { model, lora, head, decode, max_len }
     }
