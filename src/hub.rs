@@ -63,11 +63,9 @@ impl hf_hub::api::Progress for ProgressAdapter<'_> {
     fn finish(&mut self) {}
 }
 
-/// Downloads (or finds in the cache) the raw file of `category`; returns its path in the cache.
-/// When `out_dir` is given, the file is also copied there under its own name.
-pub fn download_category(category: &str, out_dir: Option<&Path>, opts: &HubOptions, ctx: &JobCtx) -> Result<PathBuf> {
-    ctx.check()?;
-    let mut builder = ApiBuilder::from_env().with_progress(false).with_retries(2);
+/// The Hub client for `opts` (endpoint, cache, token from the options or `HF_TOKEN`).
+pub fn api(opts: &HubOptions, retries: usize) -> Result<hf_hub::api::sync::Api> {
+    let mut builder = ApiBuilder::from_env().with_progress(false).with_retries(retries);
     if let Some(endpoint) = &opts.endpoint {
         builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_owned());
     }
@@ -78,7 +76,14 @@ pub fn download_category(category: &str, out_dir: Option<&Path>, opts: &HubOptio
     if token.is_some() {
         builder = builder.with_token(token);
     }
-    let api = builder.build().map_err(|e| Error::Download(e.to_string()))?;
+    builder.build().map_err(|e| Error::Download(e.to_string()))
+}
+
+/// Downloads (or finds in the cache) the raw file of `category`; returns its path in the cache.
+/// When `out_dir` is given, the file is also copied there under its own name.
+pub fn download_category(category: &str, out_dir: Option<&Path>, opts: &HubOptions, ctx: &JobCtx) -> Result<PathBuf> {
+    ctx.check()?;
+    let api = api(opts, 2)?;
     let repo = api.repo(Repo::new(DATASET_REPO.to_owned(), RepoType::Dataset));
     let file = category_file(category);
     let endpoint = opts

@@ -665,19 +665,8 @@ pub fn safetensors_bytes(map: &HashMap<String, Tensor>) -> std::result::Result<V
 /// Downloads a model repository's `config.json`, `tokenizer.json` and safetensors (sharded or
 /// not) into the Hub cache through `hf-hub`; returns the snapshot folder.
 pub fn download_model(id: &str, opts: &crate::hub::HubOptions, ctx: &crate::jobs::JobCtx) -> Result<PathBuf> {
-    use hf_hub::api::sync::ApiBuilder;
     use hf_hub::{Repo, RepoType};
-    let mut builder = ApiBuilder::from_env().with_progress(false).with_retries(1);
-    if let Some(endpoint) = &opts.endpoint {
-        builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_owned());
-    }
-    if let Some(dir) = &opts.cache_dir {
-        builder = builder.with_cache_dir(dir.clone());
-    }
-    if let Some(t) = opts.token.clone().or_else(|| std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty())) {
-        builder = builder.with_token(Some(t));
-    }
-    let api = builder.build().map_err(|e| Error::Download(e.to_string()))?;
+    let api = crate::hub::api(opts, 1)?;
     let repo = api.repo(Repo::new(id.to_owned(), RepoType::Model));
     let get = |file: &str| -> Result<PathBuf> {
         ctx.check()?;
