@@ -68,6 +68,10 @@ pub struct Settings {
     pub download_categories: Vec<String>,
     /// Where downloads are copied.
     pub download_dir: Option<PathBuf>,
+    /// Folder of fine-tuning runs (Fine-tune tab).
+    pub runs_dir: Option<PathBuf>,
+    /// Test items last used to evaluate a checkpoint.
+    pub eval_test_file: String,
 }
 
 impl Default for Settings {
@@ -80,6 +84,8 @@ impl Default for Settings {
             demo_lines: crate::demo::DEFAULT_LINES,
             download_categories: vec!["Appliances".into()],
             download_dir: None,
+            runs_dir: None,
+            eval_test_file: String::new(),
         }
     }
 }
@@ -645,9 +651,10 @@ impl EframeApp {
         if let Some(cap) = cap {
             app.sampling_tab.recipe.balance.cap_per_slot = cap;
         }
-        if let Some(dir) = runs_dir {
+        if let Some(dir) = runs_dir.or_else(|| app.settings.runs_dir.clone()) {
             app.finetune_tab.form.runs_dir = dir;
         }
+        app.finetune_tab.test_file = app.settings.eval_test_file.clone();
         Self { app, screenshot }
     }
 }
@@ -665,6 +672,9 @@ impl eframe::App for EframeApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        let ft = &self.app.finetune_tab;
+        self.app.settings.runs_dir = Some(ft.form.runs_dir.clone());
+        self.app.settings.eval_test_file = ft.test_file.clone();
         eframe::set_value(storage, SETTINGS_KEY, &self.app.settings);
     }
 }
