@@ -277,12 +277,18 @@ pub fn checkpoints(run_dir: &Path) -> Vec<(usize, PathBuf)> {
     v
 }
 
-/// Reads the items of a file as `(prompt, price)` pairs.
-fn read_pairs(path: &Path) -> Result<Vec<(String, f64)>> {
+/// Reads the items of a file as `(prompt, price)` pairs; malformed lines are skipped and reported
+/// (count and the first few with their line numbers) to `log`.
+fn read_pairs(path: &Path, log: &mut impl Write) -> Result<Vec<(String, f64)>> {
     let (table, errors) = crate::export::read_items(path)?;
     if !errors.is_empty() {
-        let first = &errors[0];
-        eprintln!("{}: {} malformed lines skipped (first: {first:?})", path.display(), errors.len());
+        let msg = format!("{}: {} malformed lines skipped", path.display(), errors.len());
+        let _ = writeln!(log, "{msg}");
+        eprintln!("{msg}");
+        for e in errors.iter().take(5) {
+            let _ = writeln!(log, "  {e}");
+            eprintln!("  {e}");
+        }
     }
     if table.is_empty() {
         return Err(Error::InvalidInput(format!("{}: no items", path.display())));
@@ -362,9 +368,9 @@ impl Trainer {
         let source = super::model::ModelSource::parse(&cfg.model)?;
         let _ = writeln!(log, "loading model {}", cfg.model);
         let model = Model::load(&source, &device, &crate::hub::HubOptions::default())?;
-        let mut train_pairs = read_pairs(&cfg.train)?;
+        let mut train_pairs = read_pairs(&cfg.train, &mut log)?;
         let val_pairs = match &cfg.validation {
-            Some(p) => read_pairs(p)?,
+            Some(p) => read_pairs(p, &mut log)?,
             None => {
                 let mut order: Vec<usize> = (0..train_pairs.len()).collect();
                 order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x005E_ED0F_7E57));

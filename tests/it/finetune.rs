@@ -451,3 +451,18 @@ fn qwen2_biases_load_and_gradient_accumulation_counts_micro_batches() {
     let last = rows.iter().rev().find(|r| r.train_loss.is_some()).unwrap();
     assert!(last.epoch >= 1.0 && last.epoch < 1.3, "epoch {}", last.epoch);
 }
+
+#[test]
+fn malformed_training_lines_are_skipped_and_logged_with_their_line_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let train = real_items(tmp.path(), "train.jsonl", 0, 8);
+    let mut text = std::fs::read_to_string(&train).unwrap();
+    text.push_str("{not json\n");
+    std::fs::write(&train, text).unwrap();
+    let t = Trainer::create(tiny_run_cfg(tmp.path(), &model, &train, "bad-lines")).unwrap();
+    assert_eq!(t.train.len() + t.val.len(), 8);
+    let log = std::fs::read_to_string(t.run_dir.join(files::LOG)).unwrap();
+    assert!(log.contains("1 malformed lines skipped"), "{log}");
+    assert!(log.contains(":9"), "the bad line's number is in the log: {log}");
+}
