@@ -317,6 +317,8 @@ pub struct Trainer {
     pub state: TrainerState,
     truncated: usize,
     log: Option<std::fs::File>,
+    /// The shuffled order of the current epoch (drawn once per epoch).
+    epoch_order: Option<(usize, Vec<usize>)>,
 }
 
 /// Why [`Trainer::run`] returned.
@@ -462,7 +464,20 @@ impl Trainer {
             vars.push(&h.b);
             opt = AdamW::new(&vars)?;
         }
-        Ok(Self { cfg, run_dir, model, lora, head, opt, train, val, state, truncated, log: Some(log) })
+        Ok(Self {
+            cfg,
+            run_dir,
+            model,
+            lora,
+            head,
+            opt,
+            train,
+            val,
+            state,
+            truncated,
+            log: Some(log),
+            epoch_order: None,
+        })
     }
 
     fn vars(&self) -> Vec<&Var> {
@@ -517,11 +532,15 @@ impl Trainer {
     }
 
     /// Indices of the examples of micro-batch `g` (global count).
-    fn micro_batch(&self, g: usize) -> Vec<usize> {
+    fn micro_batch(&mut self, g: usize) -> Vec<usize> {
         let per = self.state.micro_batches_per_epoch;
         let (epoch, within) = (g / per, g % per);
-        let mut order: Vec<usize> = (0..self.train.len()).collect();
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(self.state.data_seed ^ (epoch as u64) << 1));
+        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut order: Vec<usize> = (0..self.train.len()).collect();
+            order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(self.state.data_seed ^ ((epoch as u64) << 1)));
+            self.epoch_order = Some((epoch, order));
+        }
+        let order = &self.epoch_order.as_ref().expect("drawn above").1;
         let b = self.cfg.batch_size;
         order[within * b..((within + 1) * b).min(order.len())].to_vec()
     }
