@@ -203,8 +203,8 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         max_seq_len: usize,
         /// Price decode: top3 (number tokens), greedy, digit-top3, regression (default: by tokenizer / head).
-        #[arg(long)]
-        decode: Option<String>,
+        #[arg(long, value_parser = parse_decode)]
+        decode: Option<pricer::finetune::Decode>,
     },
     /// Evaluate a run's checkpoint on test items with the Tester: report line, per-item CSV.
     Eval {
@@ -221,8 +221,8 @@ enum Command {
         #[arg(long, default_value_t = 250)]
         size: usize,
         /// Price decode: top3 (number tokens), greedy, digit-top3, regression (default: by tokenizer / head).
-        #[arg(long)]
-        decode: Option<String>,
+        #[arg(long, value_parser = parse_decode)]
+        decode: Option<pricer::finetune::Decode>,
     },
     /// Download raw category files of McAuley-Lab/Amazon-Reviews-2023 from the Hugging Face Hub.
     ///
@@ -283,6 +283,11 @@ fn load_items(path: &Path) -> Result<ItemTable> {
         bail!("{} holds no items", path.display());
     }
     Ok(table)
+}
+
+fn parse_decode(s: &str) -> std::result::Result<pricer::finetune::Decode, String> {
+    pricer::finetune::Decode::parse(s)
+        .ok_or_else(|| format!("unknown decode `{s}`: use top3, greedy, digit-top3 or regression"))
 }
 
 fn parse_format(s: &str) -> Result<ExportFormat> {
@@ -463,7 +468,7 @@ fn run(cli: Cli) -> Result<()> {
             let m = Model::load(&source, &candle_core::Device::Cpu, &Default::default())?;
             let mut p = Predictor::from_checkpoint(m, checkpoint.as_deref(), max_seq_len)?;
             if let Some(d) = decode {
-                p.decode = pricer::finetune::Decode::parse(&d).with_context(|| format!("unknown decode {d}"))?;
+                p.decode = d;
             }
             eprintln!("decode: {}", p.decode.name());
             match (prompt, items) {
@@ -480,10 +485,6 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval { run, test, checkpoint, size, decode } => {
-            let decode = match decode.as_deref() {
-                Some(d) => Some(pricer::finetune::Decode::parse(d).with_context(|| format!("unknown decode {d}"))?),
-                None => None,
-            };
             let s = pricer::finetune::predict::evaluate_run(
                 &run,
                 checkpoint.as_deref(),
