@@ -31,7 +31,10 @@ pub struct RunView {
     pub status: Option<RunStatus>,
     /// Metric rows.
     pub metrics: Vec<MetricRow>,
+    // Sizes of the files when last read: unchanged files are not read again every second.
     metrics_len: u64,
+    log_len: u64,
+    eval_files: Vec<(std::ffi::OsString, u64)>,
     /// Complete checkpoints `(step, folder)`.
     pub checkpoints: Vec<(usize, PathBuf)>,
     /// Last lines of the log.
@@ -51,6 +54,8 @@ impl RunView {
             status: None,
             metrics: vec![],
             metrics_len: u64::MAX,
+            log_len: u64::MAX,
+            eval_files: vec![(Default::default(), u64::MAX)],
             checkpoints: vec![],
             log_tail: vec![],
             evals: vec![],
@@ -62,28 +67,42 @@ impl RunView {
 
     /// Re-reads what may have changed (cheap when nothing did).
     fn refresh(&mut self) {
+        let size = |name: &str| std::fs::metadata(self.dir.join(name)).map_or(0, |m| m.len());
         self.status = read_status(&self.dir);
-        let len = std::fs::metadata(self.dir.join(files::METRICS)).map_or(0, |m| m.len());
+        let len = size(files::METRICS);
         if len != self.metrics_len {
             self.metrics = read_metrics(&self.dir);
             self.metrics_len = len;
         }
         self.checkpoints = checkpoints(&self.dir);
-        if let Ok(text) = std::fs::read_to_string(self.dir.join(files::LOG)) {
+        let len = size(files::LOG);
+        if len != self.log_len
+            && let Ok(text) = std::fs::read_to_string(self.dir.join(files::LOG))
+        {
             let lines: Vec<&str> = text.lines().collect();
             self.log_tail = lines[lines.len().saturating_sub(12)..].iter().map(|s| (*s).to_owned()).collect();
+            self.log_len = len;
         }
-        if let Ok(rd) = std::fs::read_dir(&self.dir) {
-            let mut evals: Vec<EvalSummary> = rd
-                .filter_map(|e| e.ok())
-                .filter(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.starts_with("eval-") && n.ends_with(".json")
-                })
-                .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
+        let mut eval_files: Vec<(std::ffi::OsString, u64)> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.starts_with("eval-") && n.ends_with(".json")
+                    })
+                    .map(|e| (e.file_name(), e.metadata().map_or(0, |m| m.len())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        eval_files.sort();
+        if eval_files != self.eval_files {
+            let mut evals: Vec<EvalSummary> = eval_files
+                .iter()
+                .filter_map(|(n, _)| serde_json::from_str(&std::fs::read_to_string(self.dir.join(n)).ok()?).ok())
                 .collect();
             evals.sort_by(|a, b| a.checkpoint.cmp(&b.checkpoint));
             self.evals = evals;
+            self.eval_files = eval_files;
         }
     }
 
