@@ -116,10 +116,6 @@ pub struct Lora {
     index: HashMap<(usize, Target), usize>,
 }
 
-fn cerr(e: candle_core::Error) -> Error {
-    Error::Model(e.to_string())
-}
-
 /// Seed of one dropout mask.
 fn mask_seed(seed: u64, layer: usize, target: Target) -> u64 {
     seed ^ ((layer as u64) << 32 | (target as u64) << 8).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -136,8 +132,8 @@ impl Lora {
                 let (out, inp) = model_cfg.shape_of(t);
                 let bound = 1.0 / (inp as f32).sqrt();
                 let a: Vec<f32> = (0..cfg.r * inp).map(|_| rng.random_range(-bound..bound)).collect();
-                let a = Var::from_vec(a, (cfg.r, inp), device).map_err(cerr)?;
-                let b = Var::zeros((out, cfg.r), DType::F32, device).map_err(cerr)?;
+                let a = Var::from_vec(a, (cfg.r, inp), device)?;
+                let b = Var::zeros((out, cfg.r), DType::F32, device)?;
                 modules.push(((layer, t), a, b));
             }
         }
@@ -172,15 +168,15 @@ impl Lora {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mask_seed(seed, layer, target));
                 let mask: Vec<f32> =
                     (0..input.elem_count()).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect();
-                let mask = Tensor::from_vec(mask, input.shape(), input.device()).map_err(cerr)?;
-                (input * mask).map_err(cerr)?
+                let mask = Tensor::from_vec(mask, input.shape(), input.device())?;
+                (input * mask)?
             }
             _ => input.clone(),
         };
         let scale = self.cfg.alpha / self.cfg.r as f64;
-        let low = x.broadcast_matmul(&a.as_tensor().t().map_err(cerr)?).map_err(cerr)?;
-        let up = low.broadcast_matmul(&b.as_tensor().t().map_err(cerr)?).map_err(cerr)?;
-        (base_out + (up * scale).map_err(cerr)?).map_err(cerr)
+        let low = x.broadcast_matmul(&a.as_tensor().t()?)?;
+        let up = low.broadcast_matmul(&b.as_tensor().t()?)?;
+        (base_out + (up * scale)?).map_err(Error::from)
     }
 
     /// The PEFT key of a module's A or B.
@@ -250,7 +246,7 @@ impl Lora {
                     let k = Self::peft_key(layer, t, w);
                     let t =
                         tensors.remove(&k).ok_or_else(|| Error::Model(format!("{}: {k} missing", path.display())))?;
-                    Var::from_tensor(&t.to_dtype(DType::F32).map_err(cerr)?).map_err(cerr)
+                    Var::from_tensor(&t.to_dtype(DType::F32)?).map_err(Error::from)
                 };
                 let a = take('A')?;
                 let b = take('B')?;

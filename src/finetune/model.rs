@@ -168,10 +168,6 @@ impl KvCache {
     }
 }
 
-fn cerr(e: candle_core::Error) -> Error {
-    Error::Model(e.to_string())
-}
-
 /// Where a model comes from, resolved to files.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelSource {
@@ -259,8 +255,8 @@ impl Model {
         let cfg = gguf_config(&content).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
         let arch = cfg.model_type.clone();
         let tensor = |name: &str, reader: &mut std::io::BufReader<&mut std::fs::File>| -> Result<Tensor> {
-            let q = content.tensor(reader, name, &Device::Cpu).map_err(cerr)?;
-            q.dequantize(&Device::Cpu).map_err(cerr)
+            let q = content.tensor(reader, name, &Device::Cpu)?;
+            q.dequantize(&Device::Cpu).map_err(Error::from)
         };
         let embed = tensor("token_embd.weight", &mut reader)?;
         let hd = cfg.head_dim();
@@ -290,25 +286,23 @@ impl Model {
                     let nh = if t == Target::Q { cfg.num_attention_heads } else { cfg.num_key_value_heads };
                     w = unpermute(&w, nh, hd)?;
                     if let Some(bb) = b.take() {
-                        b = Some(unpermute(&bb.unsqueeze(1).map_err(cerr)?, nh, hd)?.squeeze(1).map_err(cerr)?);
+                        b = Some(unpermute(&bb.unsqueeze(1)?, nh, hd)?.squeeze(1)?);
                     }
                 }
-                proj.push(Proj { w: w.to_device(device).map_err(cerr)?, b: to_dev(b, device)? });
+                proj.push(Proj { w: w.to_device(device)?, b: to_dev(b, device)? });
             }
             layers.push(Layer {
-                attn_norm: tensor(&format!("blk.{i}.attn_norm.weight"), &mut reader)?
-                    .to_device(device)
-                    .map_err(cerr)?,
-                mlp_norm: tensor(&format!("blk.{i}.ffn_norm.weight"), &mut reader)?.to_device(device).map_err(cerr)?,
+                attn_norm: tensor(&format!("blk.{i}.attn_norm.weight"), &mut reader)?.to_device(device)?,
+                mlp_norm: tensor(&format!("blk.{i}.ffn_norm.weight"), &mut reader)?.to_device(device)?,
                 proj,
             });
         }
-        let norm = tensor("output_norm.weight", &mut reader)?.to_device(device).map_err(cerr)?;
-        let embed = embed.to_device(device).map_err(cerr)?;
+        let norm = tensor("output_norm.weight", &mut reader)?.to_device(device)?;
+        let embed = embed.to_device(device)?;
         let lm_head = if cfg.tie_word_embeddings {
             embed.clone()
         } else {
-            tensor("output.weight", &mut reader)?.to_device(device).map_err(cerr)?
+            tensor("output.weight", &mut reader)?.to_device(device)?
         };
         let beside = path.with_file_name("tokenizer.json");
         let tokenizer = if beside.is_file() {
@@ -351,7 +345,7 @@ impl Model {
         let mut take = |name: &str| -> Result<Tensor> {
             let t =
                 all.remove(name).ok_or_else(|| Error::Model(format!("{}: tensor {name} missing", dir.display())))?;
-            t.to_dtype(DType::F32).and_then(|t| t.to_device(device)).map_err(cerr)
+            t.to_dtype(DType::F32).and_then(|t| t.to_device(device)).map_err(Error::from)
         };
         let embed = take("model.embed_tokens.weight")?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -423,17 +417,17 @@ impl Model {
         use rand_distr_free::normal_vec;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut rand_t = |shape: (usize, usize)| -> Result<Tensor> {
-            Tensor::from_vec(normal_vec(&mut rng, shape.0 * shape.1, 0.02), shape, device).map_err(cerr)
+            Tensor::from_vec(normal_vec(&mut rng, shape.0 * shape.1, 0.02), shape, device).map_err(Error::from)
         };
         let embed = rand_t((cfg.vocab_size, cfg.hidden_size))?;
-        let ones = Tensor::ones(cfg.hidden_size, DType::F32, device).map_err(cerr)?;
+        let ones = Tensor::ones(cfg.hidden_size, DType::F32, device)?;
         let mut layers = vec![];
         for _ in 0..cfg.num_hidden_layers {
             let mut proj = vec![];
             for t in Target::ALL {
                 let w = rand_t(cfg.shape_of(t))?;
                 let b = if cfg.attention_bias && matches!(t, Target::Q | Target::K | Target::V) {
-                    Some(rand_t((1, cfg.shape_of(t).0))?.squeeze(0).map_err(cerr)?)
+                    Some(rand_t((1, cfg.shape_of(t).0))?.squeeze(0)?)
                 } else {
                     None
                 };
@@ -458,10 +452,7 @@ impl Model {
                 sin.push(a.sin() as f32);
             }
         }
-        Ok((
-            Tensor::from_vec(cos, (t, half), &self.device).map_err(cerr)?,
-            Tensor::from_vec(sin, (t, half), &self.device).map_err(cerr)?,
-        ))
+        Ok((Tensor::from_vec(cos, (t, half), &self.device)?, Tensor::from_vec(sin, (t, half), &self.device)?))
     }
 
     /// The hidden states `[b, t, hidden]` after the last layer, before the final norm.
@@ -474,18 +465,14 @@ impl Model {
         dropout_seed: Option<u64>,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let (b, t) = ids.dims2().map_err(cerr)?;
+        let (b, t) = ids.dims2()?;
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
         let offset = cache.as_ref().map_or(0, |c| c.len);
         let (cos, sin) = self.rope_tables(offset, t)?;
-        let mut x = self
-            .embed
-            .index_select(&ids.flatten_all().map_err(cerr)?, 0)
-            .and_then(|e| e.reshape((b, t, cfg.hidden_size)))
-            .map_err(cerr)?;
+        let mut x = self.embed.index_select(&ids.flatten_all()?, 0).and_then(|e| e.reshape((b, t, cfg.hidden_size)))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let c = |r: candle_core::Result<Tensor>| r.map_err(cerr);
+        let c = |r: candle_core::Result<Tensor>| r.map_err(Error::from);
         for (li, layer) in self.layers.iter().enumerate() {
             let proj = |target: Target, input: &Tensor| -> Result<Tensor> {
                 let p = &layer.proj[target as usize];
@@ -512,7 +499,7 @@ impl Model {
                 }
                 cache.kv[li] = Some((k.clone(), v.clone()));
             }
-            let tk = k.dim(2).map_err(cerr)?;
+            let tk = k.dim(2)?;
             let rep = nh / nkv;
             let (k, v) = if rep > 1 {
                 let expand = |x: &Tensor| {
@@ -547,21 +534,21 @@ impl Model {
 
     /// Final norm of selected hidden rows `[m, hidden]`.
     pub fn final_norm(&self, rows: &Tensor) -> Result<Tensor> {
-        ops::rms_norm(rows, &self.norm, self.cfg.rms_norm_eps).map_err(cerr)
+        ops::rms_norm(rows, &self.norm, self.cfg.rms_norm_eps).map_err(Error::from)
     }
 
     /// LM-head logits `[m, vocab]` of normed rows `[m, hidden]`.
     pub fn logits(&self, normed: &Tensor) -> Result<Tensor> {
-        ops::frozen_linear(normed, &self.lm_head, None).map_err(cerr)
+        ops::frozen_linear(normed, &self.lm_head, None).map_err(Error::from)
     }
 
     /// Logits of the last position of `ids` (one sequence), for a plain forward pass.
     pub fn next_token_logits(&self, ids: &[u32], lora: Option<&Lora>, cache: Option<&mut KvCache>) -> Result<Vec<f32>> {
-        let t = Tensor::from_slice(ids, (1, ids.len()), &self.device).map_err(cerr)?;
+        let t = Tensor::from_slice(ids, (1, ids.len()), &self.device)?;
         let h = self.hidden(&t, lora, None, cache)?;
-        let last = h.narrow(1, ids.len() - 1, 1).and_then(|x| x.squeeze(1)).map_err(cerr)?;
+        let last = h.narrow(1, ids.len() - 1, 1).and_then(|x| x.squeeze(1))?;
         let normed = self.final_norm(&last)?;
-        self.logits(&normed)?.squeeze(0).and_then(|x| x.to_vec1::<f32>()).map_err(cerr)
+        self.logits(&normed)?.squeeze(0).and_then(|x| x.to_vec1::<f32>()).map_err(Error::from)
     }
 }
 
@@ -581,7 +568,7 @@ fn gguf_config(content: &candle_core::quantized::gguf_file::Content) -> Result<L
     let get_f = |k: &str, d: f64| md.get(&format!("{arch}.{k}")).and_then(|v| v.to_f32().ok()).map_or(d, f64::from);
     let embed =
         content.tensor_infos.get("token_embd.weight").ok_or_else(|| Error::Model("no token_embd.weight".into()))?;
-    let (vocab, hidden) = embed.shape.dims2().map_err(cerr)?;
+    let (vocab, hidden) = embed.shape.dims2()?;
     let heads = get_u("attention.head_count")?;
     Ok(LlamaConfig {
         model_type: arch.clone(),
@@ -619,17 +606,17 @@ pub fn peek_config(model: &str) -> Result<LlamaConfig> {
 }
 
 fn to_dev(t: Option<Tensor>, device: &Device) -> Result<Option<Tensor>> {
-    t.map(|t| t.to_device(device).map_err(cerr)).transpose()
+    t.map(|t| t.to_device(device).map_err(Error::from)).transpose()
 }
 
 /// Inverse of llama.cpp's Q/K row permutation for `nh` heads of size `hd`.
 fn unpermute(w: &Tensor, nh: usize, hd: usize) -> Result<Tensor> {
-    let (out, inp) = w.dims2().map_err(cerr)?;
+    let (out, inp) = w.dims2()?;
     w.reshape((nh, hd / 2, 2, inp))
         .and_then(|w| w.transpose(1, 2))
         .and_then(|w| w.contiguous())
         .and_then(|w| w.reshape((out, inp)))
-        .map_err(cerr)
+        .map_err(Error::from)
 }
 
 /// Serializes named f32 tensors in the safetensors format (keys sorted).
@@ -730,11 +717,11 @@ mod rand_distr_free {
 
 /// Mean of `log_softmax(logits)[target]` over rows, negated: the cross-entropy loss.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let c = |r: candle_core::Result<Tensor>| r.map_err(cerr);
+    let c = |r: candle_core::Result<Tensor>| r.map_err(Error::from);
     let max = c(logits.max_keepdim(D::Minus1))?;
     let diff = c(logits.broadcast_sub(&max.detach()))?;
     let lse = c(diff.exp().and_then(|e| e.sum_keepdim(D::Minus1)).and_then(|s| s.log()))?;
     let logp = c(diff.broadcast_sub(&lse))?;
-    let picked = c(logp.gather(&targets.unsqueeze(1).map_err(cerr)?, 1))?;
+    let picked = c(logp.gather(&targets.unsqueeze(1)?, 1))?;
     c(picked.mean_all().and_then(|m| m.neg()))
 }

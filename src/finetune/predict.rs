@@ -65,10 +65,6 @@ pub struct Predictor {
     pub max_len: usize,
 }
 
-fn cerr(e: candle_core::Error) -> Error {
-    Error::Model(e.to_string())
-}
-
 impl Predictor {
     /// Chooses the decode for what is loaded: the head when there is one, else by tokenizer.
     pub fn new(model: Model, lora: Option<Lora>, head: Option<RegHead>, max_len: usize) -> Self {
@@ -102,10 +98,10 @@ impl Predictor {
         match self.decode {
             Decode::Regression => {
                 let head = self.head.as_ref().ok_or_else(|| Error::Model("no regression head".into()))?;
-                let t = Tensor::from_slice(&ids, (1, ids.len()), &self.model.device).map_err(cerr)?;
+                let t = Tensor::from_slice(&ids, (1, ids.len()), &self.model.device)?;
                 let h = self.model.hidden(&t, lora, None, None)?;
-                let last = h.narrow(1, ids.len() - 1, 1).and_then(|x| x.squeeze(1)).map_err(cerr)?;
-                let z = head.forward(&self.model.final_norm(&last)?)?.to_vec1::<f32>().map_err(cerr)?[0];
+                let last = h.narrow(1, ids.len() - 1, 1).and_then(|x| x.squeeze(1))?;
+                let z = head.forward(&self.model.final_norm(&last)?)?.to_vec1::<f32>()?[0];
                 Ok(head.price(z as f64))
             }
             Decode::Top3Weighted => {
@@ -119,23 +115,16 @@ impl Predictor {
                 if self.decode == Decode::GreedyDigits {
                     return self.greedy_digits(logits, cache, String::new());
                 }
-                // Probabilities of the first digits 1–9 (softmax over the whole vocabulary).
-                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let z: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-                let mut firsts: Vec<(usize, u32, f64)> = (1..10)
-                    .filter_map(|d| digits[d].map(|id| (d, id, ((logits[id as usize] - max) as f64).exp() / z)))
-                    .collect();
-                firsts.sort_by(|a, b| b.2.total_cmp(&a.2));
-                let mut total = 0.0;
-                let mut weighted = 0.0;
-                for &(d, id, p) in firsts.iter().take(3) {
+                // The 3 likeliest first digits 1–9, each continued greedily.
+                let mut firsts: Vec<(usize, u32)> = (1..10).filter_map(|d| digits[d].map(|id| (d, id))).collect();
+                firsts.sort_by(|a, b| logits[b.1 as usize].total_cmp(&logits[a.1 as usize]));
+                let mut picked = vec![];
+                for &(d, id) in firsts.iter().take(3) {
                     let mut branch = cache.clone();
                     let next = self.model.next_token_logits(&[id], lora, Some(&mut branch))?;
-                    let v = self.greedy_digits(next, branch, d.to_string())?;
-                    total += p;
-                    weighted += p * v;
+                    picked.push((self.greedy_digits(next, branch, d.to_string())?, logits[id as usize]));
                 }
-                Ok(if total > 0.0 { weighted / total } else { 0.0 })
+                Ok(probability_weighted_mean(&picked))
             }
         }
     }
@@ -168,10 +157,17 @@ fn argmax(v: &[f32]) -> u32 {
     v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32)
 }
 
+/// The mean of `(value, logit)` pairs weighted by their probabilities renormalised among themselves
+/// (the softmax denominator over the vocabulary cancels, so it is not computed).
+fn probability_weighted_mean(picked: &[(f64, f32)]) -> f64 {
+    let max = picked.iter().map(|p| p.1).fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = picked.iter().map(|p| ((p.1 - max) as f64).exp()).collect();
+    let w: f64 = weights.iter().sum();
+    if w > 0.0 { picked.iter().zip(&weights).map(|(p, q)| p.0 * q).sum::<f64>() / w } else { 0.0 }
+}
+
 /// The probability-weighted mean of the `k` most likely tokens that decode to a positive number.
 pub fn top_k_weighted(logits: &[f32], k: usize, decode: impl Fn(u32) -> String) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
     let mut order: Vec<u32> = (0..logits.len() as u32).collect();
     order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
     let mut picked = vec![];
@@ -180,14 +176,13 @@ pub fn top_k_weighted(logits: &[f32], k: usize, decode: impl Fn(u32) -> String) 
             && v > 0.0
             && v.is_finite()
         {
-            picked.push((v, ((logits[id as usize] - max) as f64).exp() / sum));
+            picked.push((v, logits[id as usize]));
             if picked.len() == k {
                 break;
             }
         }
     }
-    let w: f64 = picked.iter().map(|p| p.1).sum();
-    if w <= 0.0 { 0.0 } else { picked.iter().map(|(v, p)| v * p).sum::<f64>() / w }
+    probability_weighted_mean(&picked)
 }
 
 /// Result of evaluating a predictor on test items.

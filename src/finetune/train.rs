@@ -18,10 +18,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-fn cerr(e: candle_core::Error) -> Error {
-    Error::Model(e.to_string())
-}
-
 /// File names inside a run folder.
 pub mod files {
     /// The run's configuration.
@@ -55,21 +51,16 @@ pub struct RegHead {
 
 impl RegHead {
     fn new(hidden: usize, mean: f64, std: f64, device: &Device) -> Result<Self> {
-        Ok(Self {
-            w: Var::zeros((1, hidden), DType::F32, device).map_err(cerr)?,
-            b: Var::zeros(1, DType::F32, device).map_err(cerr)?,
-            mean,
-            std,
-        })
+        Ok(Self { w: Var::zeros((1, hidden), DType::F32, device)?, b: Var::zeros(1, DType::F32, device)?, mean, std })
     }
 
     /// Standardised predictions `[n]` of normed rows `[n, hidden]`.
     pub fn forward(&self, normed: &Tensor) -> Result<Tensor> {
         normed
-            .matmul(&self.w.as_tensor().t().map_err(cerr)?)
+            .matmul(&self.w.as_tensor().t()?)
             .and_then(|y| y.squeeze(1))
             .and_then(|y| y.broadcast_add(self.b.as_tensor()))
-            .map_err(cerr)
+            .map_err(Error::from)
     }
 
     /// Price from a standardised prediction.
@@ -93,7 +84,7 @@ impl RegHead {
         if !p.is_file() {
             return Ok(None);
         }
-        let mut t = candle_core::safetensors::load(&p, device).map_err(cerr)?;
+        let mut t = candle_core::safetensors::load(&p, device)?;
         let meta_path = dir.join("price_head.json");
         let meta: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?)
@@ -101,8 +92,8 @@ impl RegHead {
         let w = t.remove("price_head.weight").ok_or_else(|| Error::Model("price_head.weight missing".into()))?;
         let b = t.remove("price_head.bias").ok_or_else(|| Error::Model("price_head.bias missing".into()))?;
         Ok(Some(Self {
-            w: Var::from_tensor(&w).map_err(cerr)?,
-            b: Var::from_tensor(&b).map_err(cerr)?,
+            w: Var::from_tensor(&w)?,
+            b: Var::from_tensor(&b)?,
             mean: meta["mean"].as_f64().unwrap_or(0.0),
             std: meta["std"].as_f64().unwrap_or(1.0),
         }))
@@ -123,7 +114,7 @@ pub struct AdamW {
 
 impl AdamW {
     fn new(vars: &[&Var]) -> Result<Self> {
-        let z = |v: &&Var| v.as_tensor().zeros_like().map_err(cerr);
+        let z = |v: &&Var| v.as_tensor().zeros_like().map_err(Error::from);
         Ok(Self {
             m: vars.iter().map(z).collect::<Result<_>>()?,
             v: vars.iter().map(z).collect::<Result<_>>()?,
@@ -138,14 +129,14 @@ impl AdamW {
         let bc1 = 1.0 - b1.powi(self.t as i32);
         let bc2 = 1.0 - b2.powi(self.t as i32);
         for (i, (var, g)) in vars.iter().zip(grads).enumerate() {
-            let c = |r: candle_core::Result<Tensor>| r.map_err(cerr);
+            let c = |r: candle_core::Result<Tensor>| r.map_err(Error::from);
             let m = c((&self.m[i] * b1)? + (g * (1.0 - b1))?)?;
             let v = c((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
             let p = var.as_tensor();
             let decayed = c(p * (1.0 - lr * wd))?;
             let update = c((&m / bc1)?.div(&((&v / bc2)?.sqrt()? + eps)?))?;
             let newp = c(decayed - (update * lr)?)?;
-            var.set(&newp).map_err(cerr)?;
+            var.set(&newp)?;
             self.m[i] = m;
             self.v[i] = v;
         }
@@ -433,37 +424,34 @@ impl Trainer {
             val_loss: None,
         };
         let mut head = head;
-        let n_vars = lora.vars().len() + if head.is_some() { 2 } else { 0 };
-        let mut opt = AdamW::new(&lora.vars())?;
-        if let Some(dir) = &from {
-            let st_path = dir.join(files::STATE);
-            let saved: TrainerState =
-                serde_json::from_str(&std::fs::read_to_string(&st_path).map_err(|e| Error::io(&st_path, e))?)
-                    .map_err(|e| Error::Model(format!("{}: {e}", st_path.display())))?;
-            if saved.n_train != train.len() {
-                return Err(Error::InvalidInput(format!(
-                    "the training data changed since the checkpoint ({} items then, {} now)",
-                    saved.n_train,
-                    train.len()
-                )));
+        let opt = match &from {
+            Some(dir) => {
+                let st_path = dir.join(files::STATE);
+                let saved: TrainerState =
+                    serde_json::from_str(&std::fs::read_to_string(&st_path).map_err(|e| Error::io(&st_path, e))?)
+                        .map_err(|e| Error::Model(format!("{}: {e}", st_path.display())))?;
+                if saved.n_train != train.len() {
+                    return Err(Error::InvalidInput(format!(
+                        "the training data changed since the checkpoint ({} items then, {} now)",
+                        saved.n_train,
+                        train.len()
+                    )));
+                }
+                lora = Lora::load_peft(dir, &model.cfg, &device)?;
+                if head.is_some() {
+                    head = RegHead::load(dir, &device)?;
+                }
+                let n_vars = trainable(&lora, head.as_ref()).len();
+                let opt = AdamW::load(&dir.join("optimizer.safetensors"), n_vars, saved.step as u64, &device)?;
+                let total = state.total_steps;
+                state = saved;
+                state.total_steps = total;
+                truncate_metrics(&run_dir, state.step)?;
+                let _ = writeln!(log, "resumed from {} at step {}", dir.display(), state.step);
+                opt
             }
-            lora = Lora::load_peft(dir, &model.cfg, &device)?;
-            if head.is_some() {
-                head = RegHead::load(dir, &device)?;
-            }
-            let optim_t = saved.step as u64;
-            opt = AdamW::load(&dir.join("optimizer.safetensors"), n_vars, optim_t, &device)?;
-            let total = state.total_steps;
-            state = saved;
-            state.total_steps = total;
-            truncate_metrics(&run_dir, state.step)?;
-            let _ = writeln!(log, "resumed from {} at step {}", dir.display(), state.step);
-        } else if let Some(h) = &head {
-            let mut vars = lora.vars();
-            vars.push(&h.w);
-            vars.push(&h.b);
-            opt = AdamW::new(&vars)?;
-        }
+            None => AdamW::new(&trainable(&lora, head.as_ref()))?,
+        };
         Ok(Self {
             cfg,
             run_dir,
@@ -481,12 +469,7 @@ impl Trainer {
     }
 
     fn vars(&self) -> Vec<&Var> {
-        let mut v = self.lora.vars();
-        if let Some(h) = &self.head {
-            v.push(&h.w);
-            v.push(&h.b);
-        }
-        v
+        trainable(&self.lora, self.head.as_ref())
     }
 
     fn log_line(&mut self, msg: &str) {
@@ -556,9 +539,9 @@ impl Trainer {
             ids[i * t..i * t + e.ids.len()].copy_from_slice(&e.ids);
         }
         let tokens: usize = batch.iter().map(|e| e.ids.len()).sum();
-        let ids_t = Tensor::from_vec(ids.clone(), (b, t), device).map_err(cerr)?;
+        let ids_t = Tensor::from_vec(ids.clone(), (b, t), device)?;
         let hidden = self.model.hidden(&ids_t, Some(&self.lora), dropout_seed, None)?;
-        let flat = hidden.reshape((b * t, self.model.cfg.hidden_size)).map_err(cerr)?;
+        let flat = hidden.reshape((b * t, self.model.cfg.hidden_size))?;
         match &self.head {
             None => {
                 let mut rows = vec![];
@@ -569,22 +552,22 @@ impl Trainer {
                         targets.push(e.ids[p + 1]);
                     }
                 }
-                let rows = Tensor::from_vec(rows, targets.len(), device).map_err(cerr)?;
-                let sel = flat.index_select(&rows, 0).map_err(cerr)?;
+                let rows = Tensor::from_vec(rows, targets.len(), device)?;
+                let sel = flat.index_select(&rows, 0)?;
                 let logits = self.model.logits(&self.model.final_norm(&sel)?)?;
-                let targets = Tensor::from_vec(targets, rows.dim(0).map_err(cerr)?, device).map_err(cerr)?;
+                let targets = Tensor::from_vec(targets, rows.dim(0)?, device)?;
                 Ok((super::model::cross_entropy(&logits, &targets)?, tokens))
             }
             Some(head) => {
                 let rows: Vec<u32> =
                     batch.iter().enumerate().map(|(i, e)| (i * t + e.price_start - 1) as u32).collect();
-                let rows = Tensor::from_vec(rows, b, device).map_err(cerr)?;
-                let sel = flat.index_select(&rows, 0).map_err(cerr)?;
+                let rows = Tensor::from_vec(rows, b, device)?;
+                let sel = flat.index_select(&rows, 0)?;
                 let pred = head.forward(&self.model.final_norm(&sel)?)?;
                 let target: Vec<f32> =
                     batch.iter().map(|e| (((e.price + 1.0).ln() - head.mean) / head.std) as f32).collect();
-                let target = Tensor::from_vec(target, b, device).map_err(cerr)?;
-                let loss = (pred - target).and_then(|d| d.sqr()).and_then(|d| d.mean_all()).map_err(cerr)?;
+                let target = Tensor::from_vec(target, b, device)?;
+                let loss = (pred - target).and_then(|d| d.sqr()).and_then(|d| d.mean_all())?;
                 Ok((loss, tokens))
             }
         }
@@ -601,7 +584,7 @@ impl Trainer {
         for chunk in self.val.chunks(bs) {
             let batch: Vec<&Example> = chunk.iter().collect();
             let (loss, _) = self.batch_loss(&batch, None)?;
-            total += loss.to_scalar::<f32>().map_err(cerr)? as f64 * chunk.len() as f64;
+            total += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             n += chunk.len();
         }
         Ok(Some(total / n as f64))
@@ -622,13 +605,13 @@ impl Trainer {
             let seed = self.cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (g as u64).wrapping_mul(0x9E37_79B9);
             let (loss, n_tok) = self.batch_loss(&batch, Some(seed))?;
             tokens += n_tok;
-            loss_sum += loss.to_scalar::<f32>().map_err(cerr)? as f64;
-            let scaled = (loss / accum as f64).map_err(cerr)?;
-            let grads = scaled.backward().map_err(cerr)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            let scaled = (loss / accum as f64)?;
+            let grads = scaled.backward()?;
             for (s, v) in sums.iter_mut().zip(&vars) {
                 if let Some(gr) = grads.get(v) {
                     *s = Some(match s.take() {
-                        Some(acc) => (acc + gr).map_err(cerr)?,
+                        Some(acc) => (acc + gr)?,
                         None => gr.clone(),
                     });
                 }
@@ -637,16 +620,19 @@ impl Trainer {
         let grads: Vec<Tensor> = sums
             .into_iter()
             .zip(&vars)
-            .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like().map_err(cerr), Ok))
+            .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like().map_err(Error::from), Ok))
             .collect::<Result<_>>()?;
         let mut sq = 0f64;
         for g in &grads {
-            sq += g.sqr().and_then(|s| s.sum_all()).and_then(|s| s.to_scalar::<f32>()).map_err(cerr)? as f64;
+            sq += g.sqr().and_then(|s| s.sum_all()).and_then(|s| s.to_scalar::<f32>())? as f64;
         }
         let norm = sq.sqrt();
         let clip = (self.cfg.max_grad_norm / (norm + 1e-6)).min(1.0);
-        let grads: Vec<Tensor> =
-            if clip < 1.0 { grads.iter().map(|g| (g * clip).map_err(cerr)).collect::<Result<_>>()? } else { grads };
+        let grads: Vec<Tensor> = if clip < 1.0 {
+            grads.iter().map(|g| (g * clip).map_err(Error::from)).collect::<Result<_>>()?
+        } else {
+            grads
+        };
         let lr = self.cfg.lr_at(self.state.step, self.state.total_steps);
         let var_refs: Vec<&Var> = vars.iter().collect();
         self.opt.step(&var_refs, &grads, lr, self.cfg.weight_decay)?;
@@ -770,6 +756,16 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// The trainable variables, in optimizer order: the adapters, then the regression head.
+fn trainable<'a>(lora: &'a Lora, head: Option<&'a RegHead>) -> Vec<&'a Var> {
+    let mut v = lora.vars();
+    if let Some(h) = head {
+        v.push(&h.w);
+        v.push(&h.b);
+    }
+    v
 }
 
 /// Keeps only the metric rows up to `step` (a resumed run continues the same curve).
