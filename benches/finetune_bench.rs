@@ -9,7 +9,8 @@
 //! batch 4 × 182 tokens, and 1024³), best of several runs. `train`: SmolLM2-135M-Instruct LoRA
 //! (r 32, alpha 64, dropout 0.1, q/k/v/o, batch 4, sequence ≤ 182) on real curated items — the same
 //! work as `tools/bench_pytorch_lora.py` — tokens/s, model FLOPs utilisation against the matmul
-//! peak, peak resident memory.
+//! peak, peak resident memory. It runs the hand-written CPU step; `PRICER_AUTOGRAD=1` measures the
+//! candle-autograd path instead.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -109,7 +110,8 @@ fn train(peak: f64) {
     }
     let achieved = flops / secs / 1e9;
     println!(
-        "train SmolLM2-135M LoRA r32 q/k/v/o batch 4 seq<=182: {:.1} tokens/s over {steps} steps; {achieved:.1} GFLOP/s = {:.0}% of the matmul peak ({peak:.1}); peak RSS {:.0} MB",
+        "train SmolLM2-135M LoRA r32 q/k/v/o batch 4 seq<=182 ({}): {:.1} tokens/s over {steps} steps; {achieved:.1} GFLOP/s = {:.0}% of the matmul peak ({peak:.1}); peak RSS {:.0} MB",
+        if t.hand_written { "hand-written CPU step" } else { "candle autograd" },
         tokens as f64 / secs,
         achieved / peak * 100.0,
         peak_rss_mb()

@@ -121,6 +121,26 @@ fn mask_seed(seed: u64, layer: usize, target: Target) -> u64 {
     seed ^ ((layer as u64) << 32 | (target as u64) << 8).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// SplitMix64's output function: a well-mixed 64-bit hash of `z`.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The dropout keep mask (1 = kept) of adapter `(layer, target)` at elements `first..first +
+/// out.len()` of its input (flattened in the padded `[batch, t, in]` layout), drop probability `p`.
+/// Counter-based — element `i` depends only on `(seed, layer, target, i)` — so the autograd path and
+/// the CPU step draw identical masks, in any order and on any number of threads.
+pub fn dropout_mask(seed: u64, layer: usize, target: Target, p: f64, first: u64, out: &mut [u8]) {
+    let key = mix(mask_seed(seed, layer, target));
+    let threshold = (p * (1u64 << 53) as f64) as u64;
+    for (i, o) in out.iter_mut().enumerate() {
+        let z = mix(key.wrapping_add((first + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        *o = u8::from((z >> 11) >= threshold);
+    }
+}
+
 impl Lora {
     /// Fresh adapters for `model_cfg`, seeded.
     pub fn new(cfg: &LoraConfig, model_cfg: &LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
@@ -145,6 +165,11 @@ impl Lora {
         Self { cfg, modules, index }
     }
 
+    /// Position of `(layer, target)`'s adapter in [`Self::modules`], when it has one.
+    pub fn module_index(&self, layer: usize, target: Target) -> Option<usize> {
+        self.index.get(&(layer, target)).copied()
+    }
+
     /// Every trainable variable (A then B of each module).
     pub fn vars(&self) -> Vec<&Var> {
         self.modules.iter().flat_map(|(_, a, b)| [a, b]).collect()
@@ -165,9 +190,9 @@ impl Lora {
             Some(seed) if self.cfg.dropout > 0.0 => {
                 let p = self.cfg.dropout;
                 let keep = 1.0 / (1.0 - p) as f32;
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mask_seed(seed, layer, target));
-                let mask: Vec<f32> =
-                    (0..input.elem_count()).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect();
+                let mut kept = vec![0u8; input.elem_count()];
+                dropout_mask(seed, layer, target, p, 0, &mut kept);
+                let mask: Vec<f32> = kept.iter().map(|&k| if k != 0 { keep } else { 0.0 }).collect();
                 let mask = Tensor::from_vec(mask, input.shape(), input.device())?;
                 (input * mask)?
             }

@@ -3,6 +3,7 @@
 //! evaluation with the Tester. CUDA behind the `cuda` feature; the CPU path is the default.
 
 pub mod config;
+pub mod fast;
 pub mod lora;
 pub mod model;
 pub mod ops;

@@ -310,6 +310,9 @@ pub struct Trainer {
     log: Option<std::fs::File>,
     /// The shuffled order of the current epoch (drawn once per epoch).
     epoch_order: Option<(usize, Vec<usize>)>,
+    /// Whether steps run the hand-written CPU forward/backward ([`super::fast`]) rather than
+    /// candle's autograd (other devices, or `PRICER_AUTOGRAD=1`).
+    pub hand_written: bool,
 }
 
 /// Why [`Trainer::run`] returned.
@@ -452,6 +455,7 @@ impl Trainer {
             }
             None => AdamW::new(&trainable(&lora, head.as_ref()))?,
         };
+        let hand_written = super::fast::supported(&model) && std::env::var_os("PRICER_AUTOGRAD").is_none();
         Ok(Self {
             cfg,
             run_dir,
@@ -465,6 +469,7 @@ impl Trainer {
             truncated,
             log: Some(log),
             epoch_order: None,
+            hand_written,
         })
     }
 
@@ -583,8 +588,12 @@ impl Trainer {
         let bs = self.cfg.batch_size.max(1) * 2;
         for chunk in self.val.chunks(bs) {
             let batch: Vec<&Example> = chunk.iter().collect();
-            let (loss, _) = self.batch_loss(&batch, None)?;
-            total += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            let loss = if self.hand_written {
+                super::fast::loss_and_grads(&self.model, &self.lora, self.head.as_ref(), &batch, None, None)?.0
+            } else {
+                self.batch_loss(&batch, None)?.0.to_scalar::<f32>()? as f64
+            };
+            total += loss * chunk.len() as f64;
             n += chunk.len();
         }
         Ok(Some(total / n as f64))
@@ -596,6 +605,7 @@ impl Trainer {
         let accum = self.cfg.grad_accum;
         let vars: Vec<Var> = self.vars().into_iter().cloned().collect();
         let mut sums: Vec<Option<Tensor>> = vec![None; vars.len()];
+        let mut flat = self.hand_written.then(|| super::fast::zero_grads(&self.lora, self.head.as_ref()));
         let mut loss_sum = 0.0;
         let mut tokens = 0;
         for micro in 0..accum {
@@ -603,6 +613,20 @@ impl Trainer {
             let idx = self.micro_batch(g);
             let batch: Vec<&Example> = idx.iter().map(|&i| &self.train[i]).collect();
             let seed = self.cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (g as u64).wrapping_mul(0x9E37_79B9);
+            if let Some(flat) = flat.as_mut() {
+                let scale = 1.0 / accum as f32;
+                let (loss, n_tok) = super::fast::loss_and_grads(
+                    &self.model,
+                    &self.lora,
+                    self.head.as_ref(),
+                    &batch,
+                    Some(seed),
+                    Some((flat, scale)),
+                )?;
+                tokens += n_tok;
+                loss_sum += loss;
+                continue;
+            }
             let (loss, n_tok) = self.batch_loss(&batch, Some(seed))?;
             tokens += n_tok;
             loss_sum += loss.to_scalar::<f32>()? as f64;
@@ -617,11 +641,18 @@ impl Trainer {
                 }
             }
         }
-        let grads: Vec<Tensor> = sums
-            .into_iter()
-            .zip(&vars)
-            .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like().map_err(Error::from), Ok))
-            .collect::<Result<_>>()?;
+        let grads: Vec<Tensor> = match flat {
+            Some(flat) => flat
+                .into_iter()
+                .zip(&vars)
+                .map(|(g, v)| Tensor::from_vec(g, v.shape(), v.device()).map_err(Error::from))
+                .collect::<Result<_>>()?,
+            None => sums
+                .into_iter()
+                .zip(&vars)
+                .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like().map_err(Error::from), Ok))
+                .collect::<Result<_>>()?,
+        };
         let mut sq = 0f64;
         for g in &grads {
             sq += g.sqr().and_then(|s| s.sum_all()).and_then(|s| s.to_scalar::<f32>())? as f64;

@@ -466,3 +466,84 @@ fn malformed_training_lines_are_skipped_and_logged_with_their_line_numbers() {
     assert!(log.contains("1 malformed lines skipped"), "{log}");
     assert!(log.contains(":9"), "the bad line's number is in the log: {log}");
 }
+
+/// Loss and every trainable gradient of one batch, through candle's autograd.
+fn autograd_grads(
+    t: &Trainer,
+    batch: &[&pricer::finetune::tokenize::Example],
+    seed: Option<u64>,
+) -> (f64, Vec<Vec<f32>>) {
+    let (loss, _) = t.batch_loss(batch, seed).unwrap();
+    let store = loss.backward().unwrap();
+    let mut vars: Vec<&candle_core::Var> = t.lora.vars();
+    if let Some(h) = &t.head {
+        vars.extend([&h.w, &h.b]);
+    }
+    let grads = vars
+        .iter()
+        .map(|v| store.get(v).map_or(vec![0.0; v.elem_count()], |g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    (loss.to_scalar::<f32>().unwrap() as f64, grads)
+}
+
+#[test]
+fn the_hand_written_cpu_step_equals_autograd_loss_and_gradients() {
+    use pricer::finetune::fast;
+    let tmp = tempfile::tempdir().unwrap();
+    let llama = tiny_model_dir(tmp.path());
+    let qwen_cfg =
+        LlamaConfig { model_type: "qwen2".into(), attention_bias: true, num_key_value_heads: 1, ..tiny_cfg() };
+    let qwen = tmp.path().join("tiny-qwen2");
+    Model::random(qwen_cfg, llama_tokenizer(), 5, &Device::Cpu).unwrap().save_hf_dir(&qwen).unwrap();
+    let train = real_items(tmp.path(), "train.jsonl", 0, 12);
+    for (name, model, regression) in [("lm", &llama, false), ("regression", &qwen, true)] {
+        let mut cfg = tiny_run_cfg(tmp.path(), model, &train, name);
+        cfg.lora.target_modules =
+            ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
+        if regression {
+            cfg.objective = pricer::finetune::Objective::Regression;
+        }
+        let t = Trainer::create(cfg).unwrap();
+        assert!(t.hand_written, "CPU runs use the hand-written step");
+        // B starts at zero (so would every gradient of A) and so does the head: randomise them.
+        for (i, (_, _, b)) in t.lora.modules.iter().enumerate() {
+            b.set(&Tensor::randn(0f32, 0.05, b.shape(), &Device::Cpu).unwrap()).unwrap();
+            assert!(i < 1000);
+        }
+        if let Some(h) = &t.head {
+            h.w.set(&Tensor::randn(0f32, 0.3, h.w.shape(), &Device::Cpu).unwrap()).unwrap();
+        }
+        // Three sequences of different lengths (descriptions shortened by hand).
+        let mut short = t.train[1].clone();
+        short.ids.drain(5..45);
+        short.price_start -= 40;
+        let mut shorter = t.train[2].clone();
+        shorter.ids.drain(3..90);
+        shorter.price_start -= 87;
+        let batch = vec![&t.train[0], &short, &shorter];
+        let lens: Vec<usize> = batch.iter().map(|e| e.ids.len()).collect();
+        assert!(lens.iter().any(|&l| l != lens[0]), "lengths {lens:?} should differ");
+        for seed in [None, Some(99)] {
+            let (want_loss, want) = autograd_grads(&t, &batch, seed);
+            let mut got = fast::zero_grads(&t.lora, t.head.as_ref());
+            let (loss, tokens) =
+                fast::loss_and_grads(&t.model, &t.lora, t.head.as_ref(), &batch, seed, Some((&mut got, 1.0))).unwrap();
+            assert_eq!(tokens, lens.iter().sum::<usize>());
+            assert!(
+                (loss - want_loss).abs() < 1e-4 * want_loss.abs().max(1.0),
+                "{name} {seed:?}: loss {loss} vs {want_loss}"
+            );
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0, "{name} {seed:?}: gradient {i} is zero");
+                let diff = g.iter().zip(w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                // f32 summation order differs; correct results agree to ~1e-6 of the scale.
+                assert!(diff <= 2e-5 * scale, "{name} {seed:?}: gradient {i} differs by {diff} (scale {scale})");
+            }
+            // Without gradients (validation) the same loss.
+            let (plain, _) = fast::loss_and_grads(&t.model, &t.lora, t.head.as_ref(), &batch, seed, None).unwrap();
+            assert_eq!(plain, loss);
+        }
+    }
+}
