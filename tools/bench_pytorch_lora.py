@@ -61,4 +61,10 @@ for step in range(a.steps + a.warmup):
     if step >= a.warmup:
         tokens += n; elapsed += dt
     print(f"step {step} loss {out.loss.item():.4f} {n / dt:.0f} tok/s", flush=True)
-print(f"pytorch {torch.__version__} threads {a.threads}: {tokens / elapsed:.1f} tokens/s over {a.steps} steps")
+import resource
+
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(
+    f"pytorch {torch.__version__} threads {a.threads}: {tokens / elapsed:.1f} tokens/s over {a.steps} steps; "
+    f"peak RSS {peak_mb:.0f} MB"
+)

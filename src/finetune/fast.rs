@@ -611,6 +611,16 @@ pub fn loss_and_grads(
     if !supported(model) {
         return Err(Error::Model("the hand-written training step runs f32 models on the CPU".into()));
     }
+    if batch.is_empty() {
+        return Err(Error::InvalidInput("an empty batch has no loss".into()));
+    }
+    if let Some(e) = batch.iter().find(|e| e.price_start == 0 || e.price_start >= e.ids.len()) {
+        return Err(Error::InvalidInput(format!(
+            "an example needs prompt tokens before its price and price tokens after (price at {} of {})",
+            e.price_start,
+            e.ids.len()
+        )));
+    }
     let cfg = &model.cfg;
     let t_max = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     let mut seqs = vec![];

@@ -285,3 +285,29 @@ impl Lora {
         Ok(Self::from_modules(cfg, modules))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_masks_drop_p_of_the_inputs_and_depend_only_on_the_element() {
+        let mut whole = vec![0u8; 100_000];
+        dropout_mask(7, 3, Target::V, 0.1, 0, &mut whole);
+        let dropped = whole.iter().filter(|&&k| k == 0).count() as f64 / whole.len() as f64;
+        assert!((dropped - 0.1).abs() < 0.005, "dropped {dropped}");
+        // A slice drawn on its own (as each row is on the CPU path) equals that part of the whole.
+        let mut part = vec![0u8; 1000];
+        dropout_mask(7, 3, Target::V, 0.1, 40_000, &mut part);
+        assert_eq!(part, whole[40_000..41_000]);
+        // Other layers, projections and seeds draw other masks.
+        for (seed, layer, target) in [(8, 3, Target::V), (7, 4, Target::V), (7, 3, Target::K)] {
+            let mut other = vec![0u8; 1000];
+            dropout_mask(seed, layer, target, 0.1, 40_000, &mut other);
+            assert_ne!(other, part, "{seed} {layer} {target:?}");
+        }
+        let mut none = vec![0u8; 1000];
+        dropout_mask(7, 3, Target::V, 0.0, 0, &mut none);
+        assert!(none.iter().all(|&k| k == 1));
+    }
+}
