@@ -303,16 +303,9 @@ fn project(
         Some((seed, p)) => (Some(mask_rows(ctx, seed, p, li, target, inp)), (1.0 / (1.0 - p)) as f32),
         None => (None, 1.0),
     };
-    let masked;
-    let xm = match &mask {
-        Some(m) => {
-            masked = apply_mask(x, m, keep_scale);
-            &masked[..]
-        }
-        None => x,
-    };
+    let xm = dropped(x, mask.as_deref(), keep_scale);
     let mut u = vec![0f32; n * r];
-    gemm(&mut u, r, rm(xm, inp), rm(a.get(), inp).t(), n, r, inp, false, 1.0);
+    gemm(&mut u, r, rm(&xm, inp), rm(a.get(), inp).t(), n, r, inp, false, 1.0);
     gemm(&mut y, out, rm(&u, r), rm(b.get(), r).t(), n, out, r, true, ctx.lora_scale);
     Ok((y, Some(LoraSaved { module, mask, keep_scale, u })))
 }
@@ -326,8 +319,14 @@ fn mask_rows(ctx: &Ctx, seed: u64, p: f64, li: usize, target: Target, inp: usize
     m
 }
 
-fn apply_mask(x: &[f32], m: &[u8], keep: f32) -> Vec<f32> {
-    x.par_iter().zip(m).with_min_len(ELEMS).map(|(&v, &k)| if k != 0 { v * keep } else { 0.0 }).collect()
+/// `dropout(x)`: `x` itself without a mask, else the kept inputs scaled by `keep`.
+fn dropped<'a>(x: &'a [f32], mask: Option<&[u8]>, keep: f32) -> std::borrow::Cow<'a, [f32]> {
+    match mask {
+        None => x.into(),
+        Some(m) => {
+            x.par_iter().zip(m).with_min_len(ELEMS).map(|(&v, &k)| if k != 0 { v * keep } else { 0.0 }).collect()
+        }
+    }
 }
 
 /// Backward of an adapter: accumulates `dA`, `dB` and adds its share of `dx`.
@@ -352,16 +351,9 @@ fn lora_backward(
     // du [n, r] = s · dy · B
     let mut du = vec![0f32; n * r];
     gemm(&mut du, r, rm(dy, out), rm(b.get(), r), n, r, out, false, s);
-    let masked;
-    let xm = match &saved.mask {
-        Some(m) => {
-            masked = apply_mask(x, m, saved.keep_scale);
-            &masked[..]
-        }
-        None => x,
-    };
+    let xm = dropped(x, saved.mask.as_deref(), saved.keep_scale);
     // dA [r, in] += duᵀ · dropout(x)
-    gemm(&mut ga[0], inp, rm(&du, r).t(), rm(xm, inp), r, inp, n, true, 1.0);
+    gemm(&mut ga[0], inp, rm(&du, r).t(), rm(&xm, inp), r, inp, n, true, 1.0);
     // dx += (du · A) ∘ mask
     match &saved.mask {
         None => gemm(dx, inp, rm(&du, r), rm(a.get(), inp), n, inp, r, true, 1.0),
@@ -583,20 +575,6 @@ fn layer_backward(
     Ok(())
 }
 
-fn rope_tables(theta: f64, hd: usize, t: usize) -> (Vec<f32>, Vec<f32>) {
-    let half = hd / 2;
-    let mut cos = Vec::with_capacity(t * half);
-    let mut sin = Vec::with_capacity(t * half);
-    for p in 0..t {
-        for i in 0..half {
-            let a = p as f64 * (1.0 / theta.powf(2.0 * i as f64 / (2 * half) as f64));
-            cos.push(a.cos() as f32);
-            sin.push(a.sin() as f32);
-        }
-    }
-    (cos, sin)
-}
-
 /// Loss of `batch` (causal-LM loss on the price tokens, or the regression head's MSE when `head` is
 /// given) and its token count. With `grads`, also adds `scale ×` the gradient of every trainable
 /// variable into those buffers (see [`zero_grads`]); `dropout_seed` turns adapter dropout on.
@@ -633,7 +611,7 @@ pub fn loss_and_grads(
         padded_row.extend((0..e.ids.len()).map(|p| s * t_max + p));
     }
     let hd = cfg.head_dim();
-    let (cos, sin) = rope_tables(cfg.rope_theta, hd, t_max);
+    let (cos, sin) = super::model::rope_tables(cfg.rope_theta, hd, 0, t_max);
     let ctx = Ctx {
         hidden: cfg.hidden_size,
         nh: cfg.num_attention_heads,
@@ -728,7 +706,7 @@ pub fn loss_and_grads(
             let mut dpred = vec![0f32; m];
             for ((row, e), dp) in normed.chunks_exact(hs).zip(batch).zip(dpred.iter_mut()) {
                 let pred: f32 = row.iter().zip(wv.get()).map(|(a, b)| a * b).sum::<f32>() + bv;
-                let target = (((e.price + 1.0).ln() - h.mean) / h.std) as f32;
+                let target = h.target(e.price) as f32;
                 let d = pred - target;
                 total += (d * d) as f64;
                 // d/dpred of the mean squared error.

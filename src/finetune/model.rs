@@ -441,17 +441,7 @@ impl Model {
 
     fn rope_tables(&self, offset: usize, t: usize) -> Result<(Tensor, Tensor)> {
         let half = self.cfg.head_dim() / 2;
-        let theta = self.cfg.rope_theta;
-        let mut cos = Vec::with_capacity(t * half);
-        let mut sin = Vec::with_capacity(t * half);
-        for p in offset..offset + t {
-            for i in 0..half {
-                let inv = 1.0 / theta.powf(2.0 * i as f64 / (2 * half) as f64);
-                let a = p as f64 * inv;
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
-            }
-        }
+        let (cos, sin) = rope_tables(self.cfg.rope_theta, self.cfg.head_dim(), offset, t);
         Ok((Tensor::from_vec(cos, (t, half), &self.device)?, Tensor::from_vec(sin, (t, half), &self.device)?))
     }
 
@@ -550,6 +540,21 @@ impl Model {
         let normed = self.final_norm(&last)?;
         self.logits(&normed)?.squeeze(0).and_then(|x| x.to_vec1::<f32>()).map_err(Error::from)
     }
+}
+
+/// RoPE cosines and sines `[t, head_dim / 2]` (row-major) for positions `offset..offset + t`.
+pub fn rope_tables(theta: f64, head_dim: usize, offset: usize, t: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(t * half);
+    let mut sin = Vec::with_capacity(t * half);
+    for p in offset..offset + t {
+        for i in 0..half {
+            let a = p as f64 * (1.0 / theta.powf(2.0 * i as f64 / (2 * half) as f64));
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
+        }
+    }
+    (cos, sin)
 }
 
 /// The architecture numbers in a GGUF file's metadata.

@@ -63,6 +63,11 @@ impl RegHead {
             .map_err(Error::from)
     }
 
+    /// The standardised target of a price: `(ln(price + 1) − mean) / std`.
+    pub fn target(&self, price: f64) -> f64 {
+        ((price + 1.0).ln() - self.mean) / self.std
+    }
+
     /// Price from a standardised prediction.
     pub fn price(&self, z: f64) -> f64 {
         ((z * self.std + self.mean).exp() - 1.0).max(0.0)
@@ -569,8 +574,7 @@ impl Trainer {
                 let rows = Tensor::from_vec(rows, b, device)?;
                 let sel = flat.index_select(&rows, 0)?;
                 let pred = head.forward(&self.model.final_norm(&sel)?)?;
-                let target: Vec<f32> =
-                    batch.iter().map(|e| (((e.price + 1.0).ln() - head.mean) / head.std) as f32).collect();
+                let target: Vec<f32> = batch.iter().map(|e| head.target(e.price) as f32).collect();
                 let target = Tensor::from_vec(target, b, device)?;
                 let loss = (pred - target).and_then(|d| d.sqr()).and_then(|d| d.mean_all())?;
                 Ok((loss, tokens))
