@@ -95,7 +95,7 @@ fn big_table(n: usize) -> ItemTable {
     // otherwise curated demo items.
     let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/real/curated_items.jsonl");
     let (base, origin) = if real.exists() {
-        (pricer::export::read_items(&real).expect("real items").0, "real curated items")
+        (pricer::items_io::read_items(&real).expect("real items").0, "real curated items")
     } else {
         let raw: Arc<[u8]> = pricer::demo::demo_bytes(40_000, 7).into();
         let curator = Curator::original().expect("tokenizer");

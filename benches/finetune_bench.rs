@@ -119,7 +119,9 @@ fn train(peak: f64) {
 }
 
 fn main() {
-    pricer::finetune::reexec_with_allocator_settings();
+    if let Err(e) = pricer::finetune::reexec_with_allocator_settings() {
+        eprintln!("note: running without allocator settings ({e})");
+    }
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let peak = matmul_peak();

@@ -6,8 +6,8 @@
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use pricer::app::data::Dataset;
 use pricer::app::{Action, PricerApp, Settings, Tab};
+use pricer::dataset::Dataset;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,9 @@ fn rss_mb() -> f64 {
 fn big_dataset(n: usize) -> Dataset {
     let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/real/curated_items.jsonl");
     let base = if real.exists() {
-        pricer::export::read_items(&real).expect("real items").0
+        pricer::items_io::read_items(&real).expect("real items").0
     } else {
-        pricer::app::data::load_demo(40_000, 7, &Default::default()).expect("demo").table
+        pricer::dataset::load_demo(40_000, 7, &Default::default()).expect("demo").table
     };
     let items: Vec<_> = base.iter().map(|i| i.to_owned_item()).collect();
     let mut t = pricer::items::ItemTable::new();
@@ -68,7 +68,7 @@ fn main() {
         t0.elapsed().as_secs_f64()
     );
     let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
-    app.sampling_tab.on_new_data(&data);
+    app.tabs.sampling.new_data(&data);
     app.data = Some(data.clone());
     let mut h = Harness::builder().with_size(egui::vec2(1440.0, 900.0)).build_ui_state(
         |ui, app: &mut PricerApp| {
@@ -90,7 +90,7 @@ fn main() {
     }
     stats("sampling tab, dragging the cap slider, 2.8M items", frames);
     let preview: Vec<Duration> =
-        h.state().sampling_tab.preview_secs.iter().map(|&s| Duration::from_secs_f64(s)).collect();
+        h.state().tabs.sampling.preview_secs.iter().map(|&s| Duration::from_secs_f64(s)).collect();
     stats("  of which the live preview", preview);
     for tab in [Tab::Charts, Tab::Dataset] {
         h.state_mut().act(Action::SetTab(tab));

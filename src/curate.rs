@@ -85,10 +85,18 @@ pub struct CurationReport {
     pub cancelled: bool,
 }
 
-/// How many malformed lines are quoted in a report.
-pub const MAX_REPORTED_ERRORS: usize = 10;
+pub use crate::load::MAX_REPORTED_ERRORS;
 
 impl CurationReport {
+    /// Counts a file of curated items read as it is: its items as kept, its bad rows as malformed.
+    pub fn absorb_items_file(&mut self, file: &crate::items_io::ItemsFile) {
+        self.lines_read += file.table.len() as u64 + file.malformed.len() as u64;
+        self.kept += file.table.len() as u64;
+        for e in &file.malformed {
+            self.add_error(e);
+        }
+    }
+
     fn add_error(&mut self, e: &LineError) {
         self.malformed += 1;
         if self.first_errors.len() < MAX_REPORTED_ERRORS {

@@ -600,7 +600,7 @@ pub fn demo_bytes(n_lines: usize, seed: u64) -> Vec<u8> {
 pub fn write_demo(path: &Path, n_lines: usize, seed: u64, ctx: &JobCtx) -> Result<()> {
     let gz = path.to_string_lossy().ends_with(".gz");
     let mut cancelled = false;
-    let result = crate::export::write_atomic(path, |w| {
+    let result = crate::atomic::write_atomic(path, |w| {
         if gz {
             let mut enc = flate2::write::GzEncoder::new(&mut *w, flate2::Compression::fast());
             write_demo_lines(&mut enc, n_lines, seed, ctx, &mut cancelled)?;

@@ -112,7 +112,7 @@ pub fn download_category(category: &str, out_dir: Option<&Path>, opts: &HubOptio
     match out_dir {
         Some(dir) => {
             let dest = dir.join(format!("meta_{category}.jsonl"));
-            crate::export::write_atomic(&dest, |w| {
+            crate::atomic::write_atomic(&dest, |w| {
                 let mut src = std::fs::File::open(&path)?;
                 std::io::copy(&mut src, w).map(|_| ())
             })?;

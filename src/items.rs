@@ -2,7 +2,6 @@
 //! numbers, categories as small integer codes) sized for millions of items, with the per-item
 //! view the rest of the program uses.
 
-use crate::sampling::price_slot;
 use crate::text::py_len;
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +9,12 @@ use serde::{Deserialize, Serialize};
 pub const QUESTION: &str = "How much does this cost to the nearest dollar?";
 /// The text right before the price in every prompt.
 pub const PREFIX: &str = "Price is $";
+
+/// Price slot of a price: `round(price / width)` with Python's half-even rounding.
+pub fn price_slot(price_usd: f64, slot_width_usd: f64) -> u32 {
+    let s = (price_usd / slot_width_usd).round_ties_even();
+    if s.is_finite() && s > 0.0 { s as u32 } else { 0 }
+}
 
 /// One curated item, owned (for building tables and writing files).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,13 +5,16 @@
 
 #[cfg(feature = "gui")]
 pub mod app;
+pub mod atomic;
 pub mod curate;
+pub mod dataset;
 pub mod demo;
 pub mod error;
 pub mod export;
 pub mod finetune;
 pub mod hub;
 pub mod items;
+pub mod items_io;
 pub mod jobs;
 pub mod load;
 pub mod pyjson;

@@ -229,6 +229,9 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// How many malformed lines a report quotes.
+pub const MAX_REPORTED_ERRORS: usize = 10;
+
 /// A line that could not be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineError {

@@ -2,19 +2,13 @@
 //! parameter; the defaults are the original recipe. Same table, parameters and seed give the
 //! same indices, whatever the number of threads.
 
-use crate::items::ItemTable;
+use crate::items::{ItemTable, price_slot};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Price slot of a price: `round(price / width)` with Python's half-even rounding.
-pub fn price_slot(price_usd: f64, slot_width_usd: f64) -> u32 {
-    let s = (price_usd / slot_width_usd).round_ties_even();
-    if s.is_finite() && s > 0.0 { s as u32 } else { 0 }
-}
 
 /// Parameters of the balancing pass.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -323,42 +317,6 @@ pub fn split(sample: &[usize], params: &SplitParams) -> (Vec<usize>, Vec<usize>)
     (shuffled, test)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cap_of_zero_takes_nothing_from_crowded_slots() {
-        let mut t = ItemTable::new();
-        for i in 0..10 {
-            t.push_parts("t", "A", 10.0, "", &format!("p{i}"), 1);
-        }
-        t.push_parts("t", "A", 300.0, "", "q", 1);
-        let p = BalanceParams { cap_per_slot: 0, ..BalanceParams::original() };
-        assert_eq!(balance(&t, &p), vec![10]);
-    }
-
-    #[test]
-    fn slots_round_half_even() {
-        assert_eq!(price_slot(226.5, 1.0), 226);
-        assert_eq!(price_slot(227.5, 1.0), 228);
-        assert_eq!(price_slot(0.5, 1.0), 0);
-        assert_eq!(price_slot(1.5, 1.0), 2);
-        assert_eq!(price_slot(999.49, 1.0), 999);
-        assert_eq!(price_slot(25.0, 10.0), 2);
-    }
-
-    #[test]
-    fn expected_draw_matches_cap_and_favours_weight() {
-        let mut take = vec![0.0; 2];
-        expected_draw(&mut take, &[1000, 1000], &[5.0, 1.0], 100.0);
-        assert!((take[0] + take[1] - 100.0).abs() < 1e-6);
-        assert!(take[0] > 4.0 * take[1], "{take:?}");
-        expected_draw(&mut take, &[10, 1000], &[5.0, 1.0], 1009.0);
-        assert!(take[0] > 9.99 && take[1] > 998.0);
-    }
-}
-
 /// A recipe as saved beside an export: every parameter, the seed, and a digest of the source
 /// data, so the same files can be reproduced (and a changed source noticed).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -395,7 +353,7 @@ pub fn table_digest(table: &ItemTable) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What [`sample_and_export`] did.
+/// What [`Sample::export`] wrote.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleOutcome {
     /// Items in the balanced sample.
@@ -412,50 +370,153 @@ pub struct SampleOutcome {
     pub files: Vec<std::path::PathBuf>,
 }
 
-/// Balances, shuffles and splits `table` by `recipe`, then writes `train.<ext>` (full prompts),
-/// `test.<ext>` (test prompts) and `recipe.json` into `out_dir`, each atomically.
-pub fn sample_and_export(
-    table: &ItemTable,
-    recipe: &Recipe,
-    out_dir: &std::path::Path,
-    format: crate::export::ExportFormat,
-    source_path: &std::path::Path,
-) -> crate::Result<SampleOutcome> {
-    use crate::export::{TextForm, export, write_atomic};
-    let sample = balance(table, &recipe.balance);
-    let (train, test) = split(&sample, &recipe.split);
-    let ext = format.extension();
-    let train_path = out_dir.join(format!("train.{ext}"));
-    let test_path = out_dir.join(format!("test.{ext}"));
-    export(table, &train, TextForm::Train, format, &train_path)?;
-    export(table, &test, TextForm::Test, format, &test_path)?;
-    let saved = SavedRecipe {
-        recipe: recipe.clone(),
-        source_digest: table_digest(table),
-        source_items: table.len(),
-        source_path: source_path.display().to_string(),
-        format,
-        n_sampled: sample.len(),
-        n_train: train.len(),
-        n_test: test.len(),
-    };
-    let recipe_path = out_dir.join("recipe.json");
-    write_atomic(&recipe_path, |w| serde_json::to_writer_pretty(w, &saved).map_err(std::io::Error::other))?;
-    let mut per_cat = vec![0u64; table.category_names().len()];
-    let mut price_sum = 0.0;
-    for &i in &sample {
-        per_cat[table.category_codes()[i] as usize] += 1;
-        price_sum += table.prices()[i];
+/// An exact sample and its split, drawn once from a table by a recipe: what the app shows after
+/// Apply, what Export writes (without drawing again), and what the CLI's `sample` and `tour`
+/// print. Rows index the table it was drawn from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The recipe it was drawn with.
+    pub recipe: Recipe,
+    /// Sampled rows (slot order).
+    pub rows: Vec<usize>,
+    /// Train rows (shuffled order).
+    pub train: Vec<usize>,
+    /// Test rows.
+    pub test: Vec<usize>,
+    /// Sampled items per category code of the table.
+    pub per_category: Vec<u64>,
+    /// Mean price of the sample.
+    pub mean_price_usd: f64,
+    /// Items in the table it was drawn from.
+    pub source_items: usize,
+}
+
+impl Sample {
+    /// Balances `table` by `recipe` and splits the result (seeded: same table and recipe, same
+    /// sample).
+    pub fn draw(table: &ItemTable, recipe: &Recipe) -> Self {
+        let rows = balance(table, &recipe.balance);
+        let (train, test) = split(&rows, &recipe.split);
+        let mut per_category = vec![0u64; table.category_names().len()];
+        let mut price_sum = 0.0;
+        for &i in &rows {
+            per_category[table.category_codes()[i] as usize] += 1;
+            price_sum += table.prices()[i];
+        }
+        let mean_price_usd = if rows.is_empty() { 0.0 } else { price_sum / rows.len() as f64 };
+        Self { recipe: recipe.clone(), rows, train, test, per_category, mean_price_usd, source_items: table.len() }
     }
-    let mut category_counts: Vec<(String, u64)> =
-        table.category_names().iter().cloned().zip(per_cat).filter(|(_, n)| *n > 0).collect();
-    category_counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(SampleOutcome {
-        n_sampled: sample.len(),
-        mean_price_usd: if sample.is_empty() { 0.0 } else { price_sum / sample.len() as f64 },
-        n_train: train.len(),
-        n_test: test.len(),
-        category_counts,
-        files: vec![train_path, test_path, recipe_path],
-    })
+
+    /// Items in the sample.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the sample is empty.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Items per category name, largest first (categories with none left out).
+    pub fn category_counts(&self, table: &ItemTable) -> Vec<(String, u64)> {
+        let mut counts: Vec<(String, u64)> = table
+            .category_names()
+            .iter()
+            .cloned()
+            .zip(self.per_category.iter().copied())
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts
+    }
+
+    /// Writes `train.<ext>` (full prompts), `test.<ext>` (test prompts) and `recipe.json` into
+    /// `out_dir`, each atomically: exactly these rows of `table` (the table the sample was drawn
+    /// from), not a new draw.
+    pub fn export(
+        &self,
+        table: &ItemTable,
+        out_dir: &std::path::Path,
+        format: crate::export::ExportFormat,
+        source_path: &std::path::Path,
+    ) -> crate::Result<SampleOutcome> {
+        use crate::export::{TextForm, export};
+        if table.len() != self.source_items {
+            return Err(crate::Error::InvalidInput(format!(
+                "the sample was drawn from {} items, the table has {}: apply the recipe again",
+                self.source_items,
+                table.len()
+            )));
+        }
+        let ext = format.extension();
+        let train_path = out_dir.join(format!("train.{ext}"));
+        let test_path = out_dir.join(format!("test.{ext}"));
+        export(table, &self.train, TextForm::Train, format, &train_path)?;
+        export(table, &self.test, TextForm::Test, format, &test_path)?;
+        let saved = SavedRecipe {
+            recipe: self.recipe.clone(),
+            source_digest: table_digest(table),
+            source_items: table.len(),
+            source_path: source_path.display().to_string(),
+            format,
+            n_sampled: self.rows.len(),
+            n_train: self.train.len(),
+            n_test: self.test.len(),
+        };
+        let recipe_path = out_dir.join("recipe.json");
+        crate::atomic::write_atomic_json(&recipe_path, &saved)?;
+        Ok(SampleOutcome {
+            n_sampled: self.rows.len(),
+            mean_price_usd: self.mean_price_usd,
+            n_train: self.train.len(),
+            n_test: self.test.len(),
+            category_counts: self.category_counts(table),
+            files: vec![train_path, test_path, recipe_path],
+        })
+    }
+}
+
+impl SavedRecipe {
+    /// Reads a `recipe.json`.
+    pub fn load(path: &std::path::Path) -> crate::Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| crate::Error::InvalidInput(format!("{} is not a recipe: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_of_zero_takes_nothing_from_crowded_slots() {
+        let mut t = ItemTable::new();
+        for i in 0..10 {
+            t.push_parts("t", "A", 10.0, "", &format!("p{i}"), 1);
+        }
+        t.push_parts("t", "A", 300.0, "", "q", 1);
+        let p = BalanceParams { cap_per_slot: 0, ..BalanceParams::original() };
+        assert_eq!(balance(&t, &p), vec![10]);
+    }
+
+    #[test]
+    fn slots_round_half_even() {
+        assert_eq!(price_slot(226.5, 1.0), 226);
+        assert_eq!(price_slot(227.5, 1.0), 228);
+        assert_eq!(price_slot(0.5, 1.0), 0);
+        assert_eq!(price_slot(1.5, 1.0), 2);
+        assert_eq!(price_slot(999.49, 1.0), 999);
+        assert_eq!(price_slot(25.0, 10.0), 2);
+    }
+
+    #[test]
+    fn expected_draw_matches_cap_and_favours_weight() {
+        let mut take = vec![0.0; 2];
+        expected_draw(&mut take, &[1000, 1000], &[5.0, 1.0], 100.0);
+        assert!((take[0] + take[1] - 100.0).abs() < 1e-6);
+        assert!(take[0] > 4.0 * take[1], "{take:?}");
+        expected_draw(&mut take, &[10, 1000], &[5.0, 1.0], 1009.0);
+        assert!(take[0] > 9.99 && take[1] > 998.0);
+    }
 }

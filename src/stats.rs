@@ -254,6 +254,19 @@ impl TableStats {
     }
 }
 
+/// EMA of `values` with weight `alpha` on the past (TensorBoard-style, debiased at the start).
+pub fn ema(values: &[f64], alpha: f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(values.len());
+    let mut acc = 0.0;
+    let mut weight = 0.0;
+    for &v in values {
+        acc = alpha * acc + (1.0 - alpha) * v;
+        weight = alpha * weight + (1.0 - alpha);
+        out.push(if weight > 0.0 { acc / weight } else { v });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -122,7 +122,7 @@ impl TestReport {
 
     /// Writes the per-item CSV (`index,truth,guess,error,sle,colour` plus any extra columns).
     pub fn write_csv(&self, path: &Path, extra: &ExtraColumns) -> Result<()> {
-        crate::export::write_atomic(path, |w| {
+        crate::atomic::write_atomic(path, |w| {
             let mut csv = csv::Writer::from_writer(w);
             let mut header =
                 vec!["index".to_owned(), "truth".into(), "guess".into(), "error".into(), "sle".into(), "colour".into()];

@@ -4,8 +4,9 @@
 //! image of every item.
 
 use super::Action;
-use super::data::Dataset;
+use super::tabs::{JobOutput, TabCtx, TabView};
 use super::widgets::{category_colour, donut_ui, thousands};
+use crate::dataset::Dataset;
 use crate::stats::{Bins, Histogram, Summary, histogram, price_histogram};
 use crate::view::Filter;
 use egui::{Color32, RichText, Ui};
@@ -77,17 +78,30 @@ impl Default for ChartsTab {
     }
 }
 
+impl TabView for ChartsTab {
+    fn logic(&mut self, ctx: &mut TabCtx<'_>) {
+        if let Some(data) = ctx.data {
+            self.histogram(data);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut Ui, ctx: &mut TabCtx<'_>) {
+        if let Some(data) = ctx.data {
+            self.draw_ui(ui, data, ctx.actions);
+        }
+    }
+
+    fn job_done(&mut self, _output: JobOutput, _secs: f64, _ctx: &mut TabCtx<'_>) {}
+}
+
 impl ChartsTab {
+    fn hist_key(&self, data: &Arc<Dataset>) -> HistKey {
+        (Arc::as_ptr(data) as usize, self.measure, self.bin_mode, self.n_bins, self.bin_width.to_bits(), self.log_x)
+    }
+
     /// The current histogram (computed over all rows, cached per settings).
     pub fn histogram(&mut self, data: &Arc<Dataset>) -> Arc<Histogram> {
-        let key: HistKey = (
-            Arc::as_ptr(data) as usize,
-            self.measure,
-            self.bin_mode,
-            self.n_bins,
-            self.bin_width.to_bits(),
-            self.log_x,
-        );
+        let key = self.hist_key(data);
         if let Some((k, h)) = &self.cache
             && *k == key
         {
@@ -128,8 +142,7 @@ impl ChartsTab {
         }
     }
 
-    /// Draws the tab.
-    pub fn ui(&mut self, ui: &mut Ui, data: &Arc<Dataset>, actions: &mut Vec<Action>) {
+    fn draw_ui(&mut self, ui: &mut Ui, data: &Arc<Dataset>, actions: &mut Vec<Action>) {
         egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
             self.controls_ui(ui);
             self.histogram_ui(ui, data, actions);
@@ -176,7 +189,13 @@ impl ChartsTab {
     }
 
     fn histogram_ui(&mut self, ui: &mut Ui, data: &Arc<Dataset>, actions: &mut Vec<Action>) {
-        let h = self.histogram(data);
+        // The histogram is computed in `logic`; after a change of the controls this frame shows
+        // the previous one and asks for the next frame.
+        let key = self.hist_key(data);
+        let Some((k, h)) = self.cache.clone() else { return };
+        if k != key {
+            ui.ctx().request_repaint();
+        }
         let total = h.total().max(1) as f64;
         let (log_x, log_y, measure) = (self.log_x, self.log_y, self.measure);
         let x_of = move |v: f64| if log_x { v.max(1e-9).log10() } else { v };

@@ -2,10 +2,10 @@
 //! counts, a virtual table over all rows (sortable), the inspector of one item (fields, details,
 //! prompts, token chips) and the curation report.
 
-use super::Action;
-use super::data::Dataset;
-use super::jobs::{Job, Poll};
+use super::tabs::{JobOutput, TabCtx, TabView};
 use super::widgets::{self, thousands};
+use crate::dataset::Dataset;
+use crate::jobs::{Job, Poll};
 use crate::view::{Filter, Sort, SortColumn, filtered_sorted};
 use egui::{Color32, RichText, Ui};
 use egui_extras::{Column, TableBuilder};
@@ -30,19 +30,39 @@ pub struct DatasetTab {
     tokens_of: Option<(usize, Vec<(u32, String)>)>,
 }
 
+impl TabView for DatasetTab {
+    fn on_new_data(&mut self, _data: &Arc<Dataset>, _ctx: &mut TabCtx<'_>) {
+        self.reset();
+    }
+
+    fn logic(&mut self, ctx: &mut TabCtx<'_>) {
+        if let Some(data) = ctx.data {
+            self.update_view(data, ctx.filter, ctx.wake);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut Ui, ctx: &mut TabCtx<'_>) {
+        if let Some(data) = ctx.data {
+            self.draw_ui(ui, data, ctx.filter);
+        }
+    }
+
+    fn job_done(&mut self, _output: JobOutput, _secs: f64, _ctx: &mut TabCtx<'_>) {}
+
+    /// Whether a view is being computed.
+    fn is_busy(&self) -> bool {
+        self.view_job.is_some()
+    }
+}
+
 impl DatasetTab {
     /// Forgets per-dataset state.
     pub fn reset(&mut self) {
         *self = Self { sort: self.sort, ..Self::default() };
     }
 
-    /// Whether a view is being computed.
-    pub fn is_busy(&self) -> bool {
-        self.view_job.is_some()
-    }
-
     /// Keeps the view in step with the filter and sort (off the UI thread for big tables).
-    pub fn logic(&mut self, data: &Arc<Dataset>, filter: &Filter, wake: &Arc<dyn Fn() + Send + Sync>) {
+    fn update_view(&mut self, data: &Arc<Dataset>, filter: &Filter, wake: &Arc<dyn Fn() + Send + Sync>) {
         let key: ViewKey = (Arc::as_ptr(data) as usize, filter.clone(), self.sort);
         if let Some((k, job)) = &self.view_job {
             if let Poll::Done(result) = job.poll() {
@@ -73,8 +93,7 @@ impl DatasetTab {
         self.view_job = Some((key, job));
     }
 
-    /// Draws the tab.
-    pub fn ui(&mut self, ui: &mut Ui, data: &Arc<Dataset>, filter: &mut Filter, actions: &mut Vec<Action>) {
+    fn draw_ui(&mut self, ui: &mut Ui, data: &Arc<Dataset>, filter: &mut Filter) {
         header_ui(ui, data);
         ui.separator();
         filter_bar_ui(ui, data, filter, self.view.len(), self.view_job.is_some());
@@ -92,7 +111,6 @@ impl DatasetTab {
             },
         );
         egui::CentralPanel::default().show(ui, |ui| self.table_ui(ui, data));
-        let _ = actions;
     }
 
     fn table_ui(&mut self, ui: &mut Ui, data: &Dataset) {

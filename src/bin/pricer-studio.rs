@@ -48,7 +48,9 @@ fn train_subcommand() -> Option<i32> {
     let config = value("--config").map(PathBuf::from);
     let resume = value("--resume").map(PathBuf::from);
     let max_steps = value("--max-steps").and_then(|s| s.parse().ok());
-    match pricer::finetune::train::run_command(config.as_deref(), resume.as_deref(), max_steps) {
+    let ctx = pricer::jobs::JobCtx::default().with_log(|_, text| eprintln!("{text}"));
+    let on_start = |dir: &std::path::Path| println!("run folder: {}", dir.display());
+    match pricer::finetune::train::run_command(config.as_deref(), resume.as_deref(), max_steps, &ctx, &on_start) {
         Ok((_, outcome, step)) => {
             println!("{outcome:?} at step {step}");
             Some(0)
@@ -71,12 +73,7 @@ fn main() -> eframe::Result {
         .name("tokenizer warm-up".into())
         .spawn(|| pricer::tokenizer::PriceTokenizer::llama31().map(drop));
     let (demo_lines, cap, runs_dir) = (args.demo_lines, args.cap, args.runs_dir.clone());
-    let tab = args.tab.as_deref().map(|t| match t.to_ascii_lowercase().as_str() {
-        "charts" => Tab::Charts,
-        "sampling" => Tab::Sampling,
-        "finetune" | "fine-tune" => Tab::Finetune,
-        _ => Tab::Dataset,
-    });
+    let tab = args.tab.as_deref().map(|t| Tab::parse(t).unwrap_or_default());
     let (w, h) = args
         .size
         .split_once('x')

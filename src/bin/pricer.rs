@@ -11,9 +11,10 @@ use clap::{Parser, Subcommand};
 use pricer::curate::{CurateOptions, Curator};
 use pricer::export::{ExportFormat, TextForm};
 use pricer::items::ItemTable;
-use pricer::jobs::{JobCtx, Progress};
+use pricer::items_io::ItemsFile;
+use pricer::jobs::{JobCtx, Level, Progress};
 use pricer::load::{ReadOptions, Source};
-use pricer::sampling::Recipe;
+use pricer::sampling::{Recipe, Sample, SavedRecipe};
 use pricer::stats::{Bins, TableStats, histogram};
 use pricer::tokenizer::PriceTokenizer;
 use std::path::{Path, PathBuf};
@@ -245,8 +246,8 @@ enum Command {
 
 fn main() {
     let heavy = std::env::args().nth(1).is_some_and(|a| matches!(a.as_str(), "train" | "eval" | "predict"));
-    if heavy {
-        pricer::finetune::reexec_with_allocator_settings();
+    if heavy && let Err(e) = pricer::finetune::reexec_with_allocator_settings() {
+        eprintln!("note: running without allocator settings ({e})");
     }
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -255,7 +256,7 @@ fn main() {
     }
 }
 
-/// Prints throttled progress to stderr.
+/// Prints throttled progress and every log line to stderr.
 fn stderr_progress() -> JobCtx {
     let last = Arc::new(Mutex::new(Instant::now()));
     JobCtx::with_progress(move |p: &Progress| {
@@ -269,20 +270,21 @@ fn stderr_progress() -> JobCtx {
             None => eprintln!("{}: {} ({} items)", p.stage, p.done, p.n_items),
         }
     })
+    .with_log(|level, text| match level {
+        Level::Info => eprintln!("{text}"),
+        Level::Warning => eprintln!("warning: {text}"),
+        Level::Error => eprintln!("error: {text}"),
+    })
 }
 
+/// Reads an items file through the shared reader; malformed lines are reported as warnings.
 fn load_items(path: &Path) -> Result<ItemTable> {
-    let (table, errors) = pricer::export::read_items(path).with_context(|| format!("reading {}", path.display()))?;
-    if !errors.is_empty() {
-        eprintln!("warning: {} malformed lines in {} (skipped)", errors.len(), path.display());
-        for e in errors.iter().take(pricer::curate::MAX_REPORTED_ERRORS) {
-            eprintln!("  {e}");
-        }
+    let ctx = stderr_progress();
+    let file = ItemsFile::read(path, &ctx).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(report) = file.malformed_report() {
+        ctx.log(Level::Warning, &report);
     }
-    if table.is_empty() {
-        bail!("{} holds no items", path.display());
-    }
-    Ok(table)
+    Ok(file.table)
 }
 
 fn parse_decode(s: &str) -> std::result::Result<pricer::finetune::Decode, String> {
@@ -308,12 +310,12 @@ fn run(cli: Cli) -> Result<()> {
             let hist = histogram(table.prices(), Bins::Width { start: 0.0, width: 100.0, end: 1000.0 });
             print_stats(&TableStats::of(&table), &hist);
             let recipe = Recipe::preset("original").context("original preset")?;
-            let sample = pricer::sampling::balance(&table, &recipe.balance);
-            let mean = sample.iter().map(|&i| table.prices()[i]).sum::<f64>() / sample.len().max(1) as f64;
+            let sample = Sample::draw(&table, &recipe);
             print_out(&format!(
-                "\noriginal recipe (cap 1200 per $1 slot below $240, Automotive 1 / others 5): {} of {} items, avg ${mean:.2}",
+                "\noriginal recipe (cap 1200 per $1 slot below $240, Automotive 1 / others 5): {} of {} items, avg ${:.2}",
                 sample.len(),
-                table.len()
+                table.len(),
+                sample.mean_price_usd
             ));
             print_out("next: pricer demo --out raw.jsonl; pricer curate raw.jsonl --out items.parquet; pricer --help");
         }
@@ -364,14 +366,12 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("{}", rep.summary());
             eprintln!("curated in {:.1?} with {}", t.elapsed(), curator.tokenizer().name());
             if let Some(r) = report {
-                pricer::export::write_atomic(&r, |w| {
-                    serde_json::to_writer_pretty(w, &rep).map_err(std::io::Error::other)
-                })?;
+                pricer::atomic::write_atomic_json(&r, &rep)?;
             }
             if table.is_empty() && rep.lines_read > 0 && rep.malformed == rep.lines_read {
                 bail!("no line of the input could be parsed");
             }
-            pricer::export::write_items(&table, &out)?;
+            pricer::items_io::write_items(&table, &out)?;
             eprintln!("wrote {} items to {}", table.len(), out.display());
         }
         Command::Stats { items, json, bin_width } => {
@@ -393,12 +393,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample { items, preset, recipe, seed, train, test, out_dir, format } => {
             let format = parse_format(&format)?;
             let mut recipe = match recipe {
-                Some(p) => {
-                    let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-                    let saved: pricer::sampling::SavedRecipe =
-                        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a recipe", p.display()))?;
-                    saved.recipe
-                }
+                Some(p) => SavedRecipe::load(&p)?.recipe,
                 None => Recipe::preset(&preset)
                     .with_context(|| format!("unknown preset `{preset}`: use original or lite"))?,
             };
@@ -414,7 +409,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let table = load_items(&items)?;
             let t = Instant::now();
-            let out = pricer::sampling::sample_and_export(&table, &recipe, &out_dir, format, &items)?;
+            let out = Sample::draw(&table, &recipe).export(&table, &out_dir, format, &items)?;
             eprintln!(
                 "sampled {} of {} items (avg ${:.2}) in {:.1?}; train {}, test {} → {}",
                 out.n_sampled,
@@ -457,8 +452,14 @@ fn run(cli: Cli) -> Result<()> {
                 print_out(&pricer::finetune::TrainConfig::default().to_toml());
                 return Ok(());
             }
-            let (_, outcome, step) =
-                pricer::finetune::train::run_command(config.as_deref(), resume.as_deref(), max_steps)?;
+            let on_start = |dir: &Path| print_out(&format!("run folder: {}", dir.display()));
+            let (_, outcome, step) = pricer::finetune::train::run_command(
+                config.as_deref(),
+                resume.as_deref(),
+                max_steps,
+                &stderr_progress(),
+                &on_start,
+            )?;
             print_out(&format!("{outcome:?} at step {step}"));
         }
         Command::Predict { model, checkpoint, prompt, items, size, max_seq_len, decode } => {

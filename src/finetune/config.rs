@@ -104,12 +104,14 @@ impl TrainConfig {
     /// Reads a TOML file; relative paths are taken from the file's folder.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: Self =
-            toml::from_str(&text).map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?;
-        if let Some(dir) = path.parent() {
-            cfg.resolve_relative(dir);
-        }
-        cfg.validate()?;
+        Self::parse(&text, path.parent().unwrap_or(Path::new(".")), &path.display().to_string())
+    }
+
+    /// Reads a configuration from TOML text; relative paths are taken from `base_dir`. Not
+    /// validated: the trainer validates it, once, before it writes the run's `config.toml`.
+    pub fn parse(text: &str, base_dir: &Path, source_name: &str) -> Result<Self> {
+        let mut cfg: Self = toml::from_str(text).map_err(|e| Error::InvalidInput(format!("{source_name}: {e}")))?;
+        cfg.resolve_relative(base_dir);
         Ok(cfg)
     }
 
@@ -215,7 +217,7 @@ impl TrainConfig {
 /// GiB against 1.53 GiB of peak RSS measured by `finetune_bench`. Elsewhere (candle's autograd) the
 /// graph holds far more; that formula was calibrated on the same run through autograd (4.5 GiB
 /// estimated, 4.1–4.96 GiB measured).
-pub fn memory_estimate(model: &super::model::LlamaConfig, cfg: &TrainConfig) -> u64 {
+pub fn memory_estimate(model: &super::arch::LlamaConfig, cfg: &TrainConfig) -> u64 {
     let base = model.n_params() as u64 * 4;
     let lora = cfg.lora.n_params(model) as u64 * 4 * 5;
     let (b, t) = (cfg.batch_size as u64, cfg.max_seq_len as u64);
@@ -268,8 +270,8 @@ pub fn default_run_name() -> String {
 mod tests {
     use super::*;
 
-    fn smollm2() -> super::super::model::LlamaConfig {
-        super::super::model::LlamaConfig {
+    fn smollm2() -> super::super::arch::LlamaConfig {
+        super::super::arch::LlamaConfig {
             model_type: "llama".into(),
             hidden_size: 576,
             intermediate_size: 1536,

@@ -12,10 +12,10 @@
 //! dropout masks included (both draw them from [`super::lora::dropout_mask`]); the integration tests
 //! compare the two gradient by gradient.
 
+use super::head::RegHead;
 use super::lora::{Lora, Target, dropout_mask};
 use super::model::{Layer, Model};
 use super::tokenize::Example;
-use super::train::RegHead;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, Storage, Tensor};
 use rayon::prelude::*;

@@ -3,7 +3,9 @@
 //! `adapter_model.safetensors` with keys `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`
 //! (`[r, in]`) / `.lora_B.weight` (`[out, r]`) and `adapter_config.json`.
 
-use super::model::{LlamaConfig, safetensors_bytes};
+use super::arch::LlamaConfig;
+pub use super::arch::Target;
+use super::tensors::safetensors_bytes;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -11,54 +13,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-
-/// A projection inside a decoder layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Target {
-    /// `self_attn.q_proj`
-    Q = 0,
-    /// `self_attn.k_proj`
-    K = 1,
-    /// `self_attn.v_proj`
-    V = 2,
-    /// `self_attn.o_proj`
-    O = 3,
-    /// `mlp.gate_proj`
-    Gate = 4,
-    /// `mlp.up_proj`
-    Up = 5,
-    /// `mlp.down_proj`
-    Down = 6,
-}
-
-impl Target {
-    /// Every projection, in weight order.
-    pub const ALL: [Target; 7] = [Self::Q, Self::K, Self::V, Self::O, Self::Gate, Self::Up, Self::Down];
-
-    /// PEFT's module name (`q_proj`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Q => "q_proj",
-            Self::K => "k_proj",
-            Self::V => "v_proj",
-            Self::O => "o_proj",
-            Self::Gate => "gate_proj",
-            Self::Up => "up_proj",
-            Self::Down => "down_proj",
-        }
-    }
-
-    /// Path inside a layer (`self_attn.q_proj`).
-    pub fn hf_path(self) -> String {
-        let parent = if (self as usize) < 4 { "self_attn" } else { "mlp" };
-        format!("{parent}.{}", self.name())
-    }
-
-    /// Reads a module name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.name() == s || t.name().trim_end_matches("_proj") == s)
-    }
-}
 
 /// LoRA hyperparameters.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -222,7 +176,7 @@ impl Lora {
     /// Writes `adapter_model.safetensors` and `adapter_config.json` into `dir`.
     pub fn save_peft(&self, dir: &Path, base_model: &str, model_cfg: &LlamaConfig) -> Result<()> {
         let bytes = safetensors_bytes(&self.peft_tensors()).map_err(Error::Model)?;
-        crate::export::write_atomic(&dir.join("adapter_model.safetensors"), |w| w.write_all(&bytes))?;
+        crate::atomic::write_atomic(&dir.join("adapter_model.safetensors"), |w| w.write_all(&bytes))?;
         let config = serde_json::json!({
             "peft_type": "LORA",
             "task_type": "CAUSAL_LM",
@@ -243,7 +197,7 @@ impl Lora {
             "num_hidden_layers": model_cfg.num_hidden_layers,
         });
         let text = serde_json::to_string_pretty(&config).expect("json");
-        crate::export::write_atomic(&dir.join("adapter_config.json"), |w| w.write_all(text.as_bytes()))
+        crate::atomic::write_atomic_bytes(&dir.join("adapter_config.json"), text.as_bytes())
     }
 
     /// Reads adapters saved by [`Lora::save_peft`] (or by PEFT) from `dir`.

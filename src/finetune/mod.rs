@@ -2,39 +2,27 @@
 //! with candle on the tokens after `Price is $`, runs that stop and resume, prediction and
 //! evaluation with the Tester. CUDA behind the `cuda` feature; the CPU path is the default.
 
+pub mod adamw;
+pub mod arch;
 pub mod config;
+pub mod decode;
 pub mod fast;
+pub mod head;
 pub mod lora;
 pub mod model;
 pub mod ops;
 pub mod predict;
+pub mod run;
+pub mod supervisor;
+pub mod tensors;
 pub mod tokenize;
 pub mod train;
 
 pub use config::{Objective, TrainConfig};
+pub use decode::Decode;
 pub use lora::{Lora, LoraConfig, Target};
 pub use model::{LlamaConfig, Model, ModelSource};
-pub use predict::{Decode, Predictor};
+pub use predict::Predictor;
+pub use run::{RunSnapshot, RunState};
+pub use supervisor::{TrainerProcess, reexec_with_allocator_settings};
 pub use train::{Outcome, Trainer};
-
-/// Training and prediction allocate and free the same large tensors every step. The binaries use
-/// mimalloc, which keeps freed memory for reuse only when told so by environment variables read at
-/// start-up; without them every step pays a page fault per page. This starts the process again,
-/// once, with those variables set (Unix; a no-op when they are set or elsewhere).
-pub fn reexec_with_allocator_settings() {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        const KEY: &str = "MIMALLOC_PURGE_DELAY";
-        if std::env::var_os(KEY).is_some() {
-            return;
-        }
-        let Ok(exe) = std::env::current_exe() else { return };
-        let err = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env(KEY, "-1")
-            .env("MIMALLOC_ARENA_EAGER_COMMIT", "1")
-            .exec();
-        eprintln!("note: running without allocator settings ({err})");
-    }
-}

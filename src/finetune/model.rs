@@ -3,115 +3,18 @@
 //! (`config.json`, `*.safetensors`, `tokenizer.json`) or a Hub repo id; the forward pass with
 //! optional LoRA adapters for training, and a KV-cached pass for prediction.
 
-use super::lora::{Lora, Target};
+pub use super::arch::LlamaConfig;
+use super::arch::Target;
+use super::lora::Lora;
 use super::ops;
+pub use super::tensors::safetensors_bytes;
 use super::tokenize::ModelTokenizer;
 use crate::{Error, Result};
 use candle_core::{D, DType, Device, Tensor};
-use serde::{Deserialize, Serialize};
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// The architecture numbers of a model.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct LlamaConfig {
-    /// `llama` or `qwen2`.
-    pub model_type: String,
-    /// Hidden size.
-    pub hidden_size: usize,
-    /// MLP width.
-    pub intermediate_size: usize,
-    /// Decoder layers.
-    pub num_hidden_layers: usize,
-    /// Query heads.
-    pub num_attention_heads: usize,
-    /// Key/value heads.
-    pub num_key_value_heads: usize,
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// RMS norm epsilon.
-    pub rms_norm_eps: f64,
-    /// RoPE base.
-    pub rope_theta: f64,
-    /// The LM head is the embedding matrix.
-    pub tie_word_embeddings: bool,
-    /// q/k/v projections have biases (Qwen2).
-    pub attention_bias: bool,
-}
-
-impl LlamaConfig {
-    /// Size of one attention head.
-    pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
-    }
-
-    /// (out, in) of a projection.
-    pub fn shape_of(&self, t: Target) -> (usize, usize) {
-        let (h, i, kv) = (self.hidden_size, self.intermediate_size, self.num_key_value_heads * self.head_dim());
-        match t {
-            Target::Q | Target::O => (h, h),
-            Target::K | Target::V => (kv, h),
-            Target::Gate | Target::Up => (i, h),
-            Target::Down => (h, i),
-        }
-    }
-
-    /// Parameters of the base model.
-    pub fn n_params(&self) -> usize {
-        let per_layer: usize =
-            Target::ALL.iter().map(|&t| self.shape_of(t).0 * self.shape_of(t).1).sum::<usize>() + 2 * self.hidden_size;
-        let embed = self.vocab_size * self.hidden_size;
-        embed * if self.tie_word_embeddings { 1 } else { 2 } + self.num_hidden_layers * per_layer + self.hidden_size
-    }
-
-    /// Reads a Hugging Face `config.json`.
-    pub fn from_hf_json(text: &str) -> Result<Self> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Model(format!("config.json: {e}")))?;
-        let num = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
-        let need = |k: &str| num(k).ok_or_else(|| Error::Model(format!("config.json has no {k}")));
-        let model_type = v.get("model_type").and_then(|x| x.as_str()).unwrap_or("llama").to_owned();
-        if !matches!(model_type.as_str(), "llama" | "qwen2" | "mistral") {
-            return Err(Error::Model(format!("model_type {model_type} is not supported (llama, qwen2, mistral)")));
-        }
-        let heads = need("num_attention_heads")?;
-        Ok(Self {
-            hidden_size: need("hidden_size")?,
-            intermediate_size: need("intermediate_size")?,
-            num_hidden_layers: need("num_hidden_layers")?,
-            num_attention_heads: heads,
-            num_key_value_heads: num("num_key_value_heads").unwrap_or(heads),
-            vocab_size: need("vocab_size")?,
-            rms_norm_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-5),
-            rope_theta: v.get("rope_theta").and_then(|x| x.as_f64()).unwrap_or(10_000.0),
-            tie_word_embeddings: v.get("tie_word_embeddings").and_then(|x| x.as_bool()).unwrap_or(false),
-            attention_bias: v.get("attention_bias").and_then(|x| x.as_bool()).unwrap_or(model_type == "qwen2"),
-            model_type,
-        })
-    }
-
-    /// The `config.json` of this configuration (for saving a model folder).
-    pub fn to_hf_json(&self) -> String {
-        serde_json::to_string_pretty(&serde_json::json!({
-            "architectures": [if self.model_type == "qwen2" { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
-            "model_type": self.model_type,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "num_key_value_heads": self.num_key_value_heads,
-            "vocab_size": self.vocab_size,
-            "rms_norm_eps": self.rms_norm_eps,
-            "rope_theta": self.rope_theta,
-            "tie_word_embeddings": self.tie_word_embeddings,
-            "attention_bias": self.attention_bias,
-            "hidden_act": "silu",
-            "max_position_embeddings": 8192,
-            "torch_dtype": "float32",
-        }))
-        .expect("json")
-    }
-}
 
 /// One projection: weight `[out, in]` and optional bias.
 #[derive(Clone, Debug)]
@@ -403,11 +306,11 @@ impl Model {
             map.insert("lm_head.weight".into(), self.lm_head.clone());
         }
         let st = dir.join("model.safetensors");
-        crate::export::write_atomic(&st, |w| {
+        crate::atomic::write_atomic(&st, |w| {
             let bytes = safetensors_bytes(&map).map_err(std::io::Error::other)?;
             w.write_all(&bytes)
         })?;
-        crate::export::write_atomic(&dir.join("config.json"), |w| w.write_all(self.cfg.to_hf_json().as_bytes()))?;
+        crate::atomic::write_atomic(&dir.join("config.json"), |w| w.write_all(self.cfg.to_hf_json().as_bytes()))?;
         self.tokenizer.save(&dir.join("tokenizer.json"))
     }
 
@@ -622,36 +525,6 @@ fn unpermute(w: &Tensor, nh: usize, hd: usize) -> Result<Tensor> {
         .and_then(|w| w.contiguous())
         .and_then(|w| w.reshape((out, inp)))
         .map_err(Error::from)
-}
-
-/// Serializes named f32 tensors in the safetensors format (keys sorted).
-pub fn safetensors_bytes(map: &HashMap<String, Tensor>) -> std::result::Result<Vec<u8>, String> {
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort();
-    let mut header = serde_json::Map::new();
-    let mut data: Vec<u8> = Vec::new();
-    for k in keys {
-        let t = &map[k];
-        let t = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).map_err(|e| e.to_string())?;
-        let v = t.to_vec1::<f32>().map_err(|e| e.to_string())?;
-        let start = data.len();
-        for x in &v {
-            data.extend_from_slice(&x.to_le_bytes());
-        }
-        header.insert(
-            k.clone(),
-            serde_json::json!({"dtype": "F32", "shape": map[k].dims(), "data_offsets": [start, data.len()]}),
-        );
-    }
-    let mut h = serde_json::to_string(&header).map_err(|e| e.to_string())?.into_bytes();
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + h.len() + data.len());
-    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&data);
-    Ok(out)
 }
 
 /// Downloads a model repository's `config.json`, `tokenizer.json` and safetensors (sharded or

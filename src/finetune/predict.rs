@@ -2,54 +2,16 @@
 //! the tokenizer has one token per number, a greedy digit-sequence decode otherwise, or the
 //! regression head; batch evaluation scored by the Tester.
 
+pub use super::decode::Decode;
+use super::head::RegHead;
 use super::lora::Lora;
 use super::model::{KvCache, Model};
+use super::run::{self, EvalSummary};
 use super::tokenize::encode_prompt;
-use super::train::RegHead;
 use crate::tester::TestReport;
 use crate::{Error, Result};
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// How a price is read from the model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decode {
-    /// Softmax at the last position; the 3 most likely tokens that decode to a positive number,
-    /// probability-weighted (design.md §7). Needs one token per number (Llama 3).
-    Top3Weighted,
-    /// Greedy decoding of digits until the first non-digit, with a KV cache.
-    GreedyDigits,
-    /// The 3 likeliest first digits (1–9), each continued greedily, probability-weighted: the
-    /// top-3 idea of design.md §7 carried over to digit-by-digit tokenizers.
-    DigitTop3Weighted,
-    /// The trained regression head.
-    Regression,
-}
-
-impl Decode {
-    /// Reads a name: `top3` (number tokens), `greedy`, `digit-top3`, `regression`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "top3" | "top-3" => Some(Self::Top3Weighted),
-            "greedy" | "greedy-digits" => Some(Self::GreedyDigits),
-            "digit-top3" | "digits-top3" => Some(Self::DigitTop3Weighted),
-            "regression" => Some(Self::Regression),
-            _ => None,
-        }
-    }
-
-    /// A short name for reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Top3Weighted => "top-3 weighted",
-            Self::GreedyDigits => "greedy digits",
-            Self::DigitTop3Weighted => "top-3 first digits, weighted",
-            Self::Regression => "regression head",
-        }
-    }
-}
 
 /// A model ready to price prompts.
 pub struct Predictor {
@@ -224,31 +186,6 @@ pub fn evaluate(
     Ok(Evaluation { report, titles, seconds: t0.elapsed().as_secs_f64() })
 }
 
-/// The saved result of evaluating a checkpoint (`eval-<checkpoint>.json` in the run folder).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EvalSummary {
-    /// Checkpoint folder name (or `base` for the model without adapter).
-    pub checkpoint: String,
-    /// The Tester's report line.
-    pub line: String,
-    /// Mean absolute error.
-    pub mean_error: f64,
-    /// RMSLE.
-    pub rmsle: f64,
-    /// Hit rate in percent.
-    pub hits_percent: f64,
-    /// Items scored.
-    pub n: usize,
-    /// Decode used.
-    pub decode: Decode,
-    /// Seconds spent predicting.
-    pub seconds: f64,
-    /// The test file.
-    pub test_file: String,
-    /// `(truth, guess)` per item.
-    pub pairs: Vec<(f64, f64)>,
-}
-
 /// Evaluates a run's checkpoint (the latest when `checkpoint` is `None`) on the first `n` items of
 /// `test`: writes `eval-<checkpoint>.csv` (per item) and `eval-<checkpoint>.json` into the run
 /// folder and returns the summary.
@@ -260,11 +197,10 @@ pub fn evaluate_run(
     decode: Option<Decode>,
     ctx: &crate::jobs::JobCtx,
 ) -> Result<EvalSummary> {
-    use super::train::{checkpoints, files};
-    let cfg = super::config::TrainConfig::load(&run_dir.join(files::CONFIG))?;
+    let cfg = run::read_config(run_dir)?;
     let ck = match checkpoint {
         Some(p) => p.to_owned(),
-        None => checkpoints(run_dir)
+        None => run::checkpoints(run_dir)
             .pop()
             .map(|(_, p)| p)
             .ok_or_else(|| Error::InvalidInput(format!("{} has no checkpoint yet", run_dir.display())))?,
@@ -276,7 +212,7 @@ pub fn evaluate_run(
     if let Some(d) = decode {
         predictor.decode = d;
     }
-    let (table, _) = crate::export::read_items(test)?;
+    let table = crate::items_io::ItemsFile::read(test, ctx)?.table;
     let name = ck.file_name().map_or_else(|| "checkpoint".into(), |s| s.to_string_lossy().into_owned());
     let run_name = run_dir.file_name().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let ev = evaluate(&predictor, &table, n, &format!("{run_name}/{name}"), ctx)?;
@@ -298,9 +234,6 @@ pub fn evaluate_run(
         test_file: test.display().to_string(),
         pairs: ev.report.items.iter().map(|s| (s.truth, s.guess)).collect(),
     };
-    let text = serde_json::to_string_pretty(&summary).expect("json");
-    crate::export::write_atomic(&run_dir.join(format!("eval-{name}.json")), |w| {
-        std::io::Write::write_all(w, text.as_bytes())
-    })?;
+    run::write_evaluation(run_dir, &name, &summary)?;
     Ok(summary)
 }

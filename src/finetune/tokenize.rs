@@ -7,7 +7,6 @@ use crate::items::PREFIX;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Value;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use tokenizers::Tokenizer;
 
@@ -58,7 +57,7 @@ impl ModelTokenizer {
     /// Saves the tokenizer as `tokenizer.json`.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = self.tok.to_string(true).map_err(terr)?;
-        crate::export::write_atomic(path, |w| w.write_all(text.as_bytes()))
+        crate::atomic::write_atomic_bytes(path, text.as_bytes())
     }
 
     /// Rebuilds a byte-level BPE tokenizer (`tokenizer.ggml.model = gpt2`) from GGUF metadata.

@@ -4,292 +4,33 @@
 //! folder and renamed (a half-written checkpoint is never taken for a good one), stop through a
 //! `STOP` file and resume from the last checkpoint.
 
+use super::adamw::AdamW;
 use super::config::{Objective, TrainConfig};
+pub use super::head::RegHead;
 use super::lora::Lora;
-use super::model::{Model, safetensors_bytes};
+use super::model::Model;
+use super::run::{self, MetricRow, RunState, RunStatus, TrainerState, files};
 use super::tokenize::{Example, encode_prompt};
+use crate::items_io::ItemsFile;
+use crate::jobs::{JobCtx, Level, Progress};
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// File names inside a run folder.
-pub mod files {
-    /// The run's configuration.
-    pub const CONFIG: &str = "config.toml";
-    /// One JSON object per line: train rows (`train_loss`) and validation rows (`val_loss`).
-    pub const METRICS: &str = "metrics.jsonl";
-    /// Human-readable log.
-    pub const LOG: &str = "train.log";
-    /// Current state (`running`, `stopped`, `finished`, `failed`).
-    pub const STATUS: &str = "status.json";
-    /// Created by the GUI (or a user) to ask the trainer to stop after the current step.
-    pub const STOP: &str = "STOP";
-    /// Folder of checkpoints.
-    pub const CHECKPOINTS: &str = "checkpoints";
-    /// Written last inside a checkpoint.
-    pub const STATE: &str = "trainer_state.json";
-}
-
-/// The regression head: `ŷ = w·h + b` on the final-normed hidden state of the last prompt token,
-/// predicting `(ln(price + 1) − mean) / std`.
-pub struct RegHead {
-    /// `[1, hidden]`.
-    pub w: Var,
-    /// `[1]`.
-    pub b: Var,
-    /// Mean of `ln(price + 1)` over the training items.
-    pub mean: f64,
-    /// Standard deviation of the same.
-    pub std: f64,
-}
-
-impl RegHead {
-    fn new(hidden: usize, mean: f64, std: f64, device: &Device) -> Result<Self> {
-        Ok(Self { w: Var::zeros((1, hidden), DType::F32, device)?, b: Var::zeros(1, DType::F32, device)?, mean, std })
+/// Reads the items of a file as `(prompt, price)` pairs through the shared reader; malformed
+/// lines are skipped and reported (count and the first ones with their line numbers) to the
+/// run's log and the job's sink.
+fn read_pairs(path: &Path, log: &mut impl Write, ctx: &JobCtx) -> Result<Vec<(String, f64)>> {
+    let file = ItemsFile::read(path, ctx)?;
+    if let Some(report) = file.malformed_report() {
+        let _ = writeln!(log, "{report}");
+        ctx.log(Level::Warning, &report);
     }
-
-    /// Standardised predictions `[n]` of normed rows `[n, hidden]`.
-    pub fn forward(&self, normed: &Tensor) -> Result<Tensor> {
-        normed
-            .matmul(&self.w.as_tensor().t()?)
-            .and_then(|y| y.squeeze(1))
-            .and_then(|y| y.broadcast_add(self.b.as_tensor()))
-            .map_err(Error::from)
-    }
-
-    /// The standardised target of a price: `(ln(price + 1) − mean) / std`.
-    pub fn target(&self, price: f64) -> f64 {
-        ((price + 1.0).ln() - self.mean) / self.std
-    }
-
-    /// Price from a standardised prediction.
-    pub fn price(&self, z: f64) -> f64 {
-        ((z * self.std + self.mean).exp() - 1.0).max(0.0)
-    }
-
-    fn save(&self, dir: &Path) -> Result<()> {
-        let mut m = HashMap::new();
-        m.insert("price_head.weight".to_owned(), self.w.as_tensor().clone());
-        m.insert("price_head.bias".to_owned(), self.b.as_tensor().clone());
-        let bytes = safetensors_bytes(&m).map_err(Error::Model)?;
-        crate::export::write_atomic(&dir.join("price_head.safetensors"), |w| w.write_all(&bytes))?;
-        let meta = serde_json::json!({"target": "standardised ln(price + 1)", "mean": self.mean, "std": self.std});
-        crate::export::write_atomic(&dir.join("price_head.json"), |w| w.write_all(meta.to_string().as_bytes()))
-    }
-
-    /// Loads a head saved in a checkpoint, if there is one.
-    pub fn load(dir: &Path, device: &Device) -> Result<Option<Self>> {
-        let p = dir.join("price_head.safetensors");
-        if !p.is_file() {
-            return Ok(None);
-        }
-        let mut t = candle_core::safetensors::load(&p, device)?;
-        let meta_path = dir.join("price_head.json");
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?)
-                .map_err(|e| Error::Model(e.to_string()))?;
-        let w = t.remove("price_head.weight").ok_or_else(|| Error::Model("price_head.weight missing".into()))?;
-        let b = t.remove("price_head.bias").ok_or_else(|| Error::Model("price_head.bias missing".into()))?;
-        Ok(Some(Self {
-            w: Var::from_tensor(&w)?,
-            b: Var::from_tensor(&b)?,
-            mean: meta["mean"].as_f64().unwrap_or(0.0),
-            std: meta["std"].as_f64().unwrap_or(1.0),
-        }))
-    }
-}
-
-/// AdamW (PyTorch semantics: decoupled decay `p ← p − lr·λ·p`, bias-corrected moments).
-pub struct AdamW {
-    /// First moments, one per variable.
-    pub m: Vec<Tensor>,
-    /// Second moments.
-    pub v: Vec<Tensor>,
-    /// Updates done.
-    pub t: u64,
-    /// β₁, β₂, ε.
-    pub betas: (f64, f64, f64),
-}
-
-impl AdamW {
-    fn new(vars: &[&Var]) -> Result<Self> {
-        let z = |v: &&Var| v.as_tensor().zeros_like().map_err(Error::from);
-        Ok(Self {
-            m: vars.iter().map(z).collect::<Result<_>>()?,
-            v: vars.iter().map(z).collect::<Result<_>>()?,
-            t: 0,
-            betas: (0.9, 0.999, 1e-8),
-        })
-    }
-
-    fn step(&mut self, vars: &[&Var], grads: &[Tensor], lr: f64, wd: f64) -> Result<()> {
-        self.t += 1;
-        let (b1, b2, eps) = self.betas;
-        let bc1 = 1.0 - b1.powi(self.t as i32);
-        let bc2 = 1.0 - b2.powi(self.t as i32);
-        for (i, (var, g)) in vars.iter().zip(grads).enumerate() {
-            let c = |r: candle_core::Result<Tensor>| r.map_err(Error::from);
-            let m = c((&self.m[i] * b1)? + (g * (1.0 - b1))?)?;
-            let v = c((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let p = var.as_tensor();
-            let decayed = c(p * (1.0 - lr * wd))?;
-            let update = c((&m / bc1)?.div(&((&v / bc2)?.sqrt()? + eps)?))?;
-            let newp = c(decayed - (update * lr)?)?;
-            var.set(&newp)?;
-            self.m[i] = m;
-            self.v[i] = v;
-        }
-        Ok(())
-    }
-
-    fn save(&self, path: &Path) -> Result<()> {
-        let mut map = HashMap::new();
-        for (i, (m, v)) in self.m.iter().zip(&self.v).enumerate() {
-            map.insert(format!("exp_avg.{i:05}"), m.clone());
-            map.insert(format!("exp_avg_sq.{i:05}"), v.clone());
-        }
-        let bytes = safetensors_bytes(&map).map_err(Error::Model)?;
-        crate::export::write_atomic(path, |w| w.write_all(&bytes))
-    }
-
-    fn load(path: &Path, n: usize, t: u64, device: &Device) -> Result<Self> {
-        let mut map = candle_core::safetensors::load(path, device)
-            .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
-        let mut take =
-            |k: String| map.remove(&k).ok_or_else(|| Error::Model(format!("{}: {k} missing", path.display())));
-        let mut m = vec![];
-        let mut v = vec![];
-        for i in 0..n {
-            m.push(take(format!("exp_avg.{i:05}"))?);
-            v.push(take(format!("exp_avg_sq.{i:05}"))?);
-        }
-        Ok(Self { m, v, t, betas: (0.9, 0.999, 1e-8) })
-    }
-}
-
-/// What a checkpoint records besides tensors.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct TrainerState {
-    /// Optimizer steps done.
-    pub step: usize,
-    /// Steps of the whole run.
-    pub total_steps: usize,
-    /// Micro-batches done (the data-order position).
-    pub micro_batches: usize,
-    /// Micro-batches per pass over the training items.
-    pub micro_batches_per_epoch: usize,
-    /// Seed of the data order (epoch `e` is a permutation drawn from `seed ^ e`).
-    pub data_seed: u64,
-    /// Training items (after hold-out), to check a resume sees the same data.
-    pub n_train: usize,
-    /// Tokens trained on so far.
-    pub tokens_seen: u64,
-    /// Seconds of training so far.
-    pub elapsed_s: f64,
-    /// Last validation loss.
-    pub val_loss: Option<f64>,
-}
-
-/// One line of `metrics.jsonl`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct MetricRow {
-    /// Optimizer step (1-based: the step just done).
-    pub step: usize,
-    /// Fractional epoch.
-    pub epoch: f64,
-    /// Training loss of the step (train rows).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub train_loss: Option<f64>,
-    /// Validation loss (validation rows).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub val_loss: Option<f64>,
-    /// Learning rate used by the step.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lr: Option<f64>,
-    /// Gradient norm before clipping.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grad_norm: Option<f64>,
-    /// Training tokens per second over the step.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens_per_s: Option<f64>,
-    /// Seconds of training so far.
-    pub elapsed_s: f64,
-    /// Resident memory of the trainer in MiB.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rss_mb: Option<f64>,
-}
-
-/// Reads `metrics.jsonl`, skipping a torn last line.
-pub fn read_metrics(run_dir: &Path) -> Vec<MetricRow> {
-    let Ok(text) = std::fs::read_to_string(run_dir.join(files::METRICS)) else { return vec![] };
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
-/// The run's status file.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct RunStatus {
-    /// `running`, `stopped`, `finished` or `failed`.
-    pub state: String,
-    /// Process id of the trainer.
-    pub pid: u32,
-    /// Steps done.
-    pub step: usize,
-    /// Steps of the run.
-    pub total_steps: usize,
-    /// Last message (the error when failed).
-    pub message: String,
-    /// Tokens of the base model's tokenizer and sequences truncated, for the UI.
-    pub truncated: usize,
-    /// Training items.
-    pub n_train: usize,
-    /// Validation items.
-    pub n_val: usize,
-}
-
-/// Reads a run's status.
-pub fn read_status(run_dir: &Path) -> Option<RunStatus> {
-    serde_json::from_str(&std::fs::read_to_string(run_dir.join(files::STATUS)).ok()?).ok()
-}
-
-/// Complete checkpoints of a run, oldest first: `(step, folder)`.
-pub fn checkpoints(run_dir: &Path) -> Vec<(usize, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(run_dir.join(files::CHECKPOINTS)) else { return vec![] };
-    let mut v: Vec<(usize, PathBuf)> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            let p = e.path();
-            p.join(files::STATE).is_file().then_some((step, p))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Reads the items of a file as `(prompt, price)` pairs; malformed lines are skipped and reported
-/// (count and the first few with their line numbers) to `log`.
-fn read_pairs(path: &Path, log: &mut impl Write) -> Result<Vec<(String, f64)>> {
-    let (table, errors) = crate::export::read_items(path)?;
-    if !errors.is_empty() {
-        let msg = format!("{}: {} malformed lines skipped", path.display(), errors.len());
-        let _ = writeln!(log, "{msg}");
-        eprintln!("{msg}");
-        for e in errors.iter().take(5) {
-            let _ = writeln!(log, "  {e}");
-            eprintln!("  {e}");
-        }
-    }
-    if table.is_empty() {
-        return Err(Error::InvalidInput(format!("{}: no items", path.display())));
-    }
-    Ok(table.iter().map(|r| (r.prompt.to_owned(), r.price)).collect())
+    Ok(file.table.iter().map(|r| (r.prompt.to_owned(), r.price)).collect())
 }
 
 /// A training run in memory.
@@ -318,6 +59,9 @@ pub struct Trainer {
     /// Whether steps run the hand-written CPU forward/backward ([`super::fast`]) rather than
     /// candle's autograd (other devices, or `PRICER_AUTOGRAD=1`).
     pub hand_written: bool,
+    /// Where log lines and progress go (besides `train.log`); its cancel token stops the run
+    /// like the `STOP` file.
+    pub ctx: JobCtx,
 }
 
 /// Why [`Trainer::run`] returned.
@@ -332,6 +76,12 @@ pub enum Outcome {
 impl Trainer {
     /// Prepares a new run: makes the run folder, loads model and data, writes `config.toml`.
     pub fn create(cfg: TrainConfig) -> Result<Self> {
+        Self::create_with(cfg, &JobCtx::default())
+    }
+
+    /// [`Trainer::create`] with log lines and progress sent to `ctx`. The configuration is
+    /// validated here, once, and written to the run folder as the one `config.toml`.
+    pub fn create_with(cfg: TrainConfig, ctx: &JobCtx) -> Result<Self> {
         cfg.validate()?;
         let name = cfg.name.clone().unwrap_or_else(super::config::default_run_name);
         let run_dir = cfg.runs_dir.join(&name);
@@ -344,34 +94,36 @@ impl Trainer {
         std::fs::create_dir_all(run_dir.join(files::CHECKPOINTS)).map_err(|e| Error::io(&run_dir, e))?;
         let mut saved = cfg.clone();
         saved.name = Some(name);
-        crate::export::write_atomic(&run_dir.join(files::CONFIG), |w| w.write_all(saved.to_toml().as_bytes()))?;
-        Self::build(saved, run_dir, None)
+        crate::atomic::write_atomic_bytes(&run_dir.join(files::CONFIG), saved.to_toml().as_bytes())?;
+        Self::build(saved, run_dir.clone(), None, ctx).inspect_err(|e| run::mark_failed(&run_dir, &e.to_string()))
     }
 
     /// Reopens a run at its last complete checkpoint (or from the start when it has none).
     /// `max_steps` may extend (or shorten) the run.
     pub fn resume(run_dir: &Path, max_steps: Option<usize>) -> Result<Self> {
-        let mut cfg = TrainConfig::load(&run_dir.join(files::CONFIG))?;
+        Self::resume_with(run_dir, max_steps, &JobCtx::default())
+    }
+
+    /// [`Trainer::resume`] with log lines and progress sent to `ctx`.
+    pub fn resume_with(run_dir: &Path, max_steps: Option<usize>, ctx: &JobCtx) -> Result<Self> {
+        let mut cfg = run::read_config(run_dir)?;
         if max_steps.is_some() {
             cfg.max_steps = max_steps;
         }
-        let last = checkpoints(run_dir).pop();
-        Self::build(cfg, run_dir.to_owned(), last.map(|(_, p)| p))
+        let last = run::checkpoints(run_dir).pop();
+        Self::build(cfg, run_dir.to_owned(), last.map(|(_, p)| p), ctx)
+            .inspect_err(|e| run::mark_failed(run_dir, &e.to_string()))
     }
 
-    fn build(cfg: TrainConfig, run_dir: PathBuf, from: Option<PathBuf>) -> Result<Self> {
+    fn build(cfg: TrainConfig, run_dir: PathBuf, from: Option<PathBuf>, ctx: &JobCtx) -> Result<Self> {
         let device = super::model::pick_device(&cfg.device)?;
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run_dir.join(files::LOG))
-            .map_err(|e| Error::io(run_dir.join(files::LOG), e))?;
+        let mut log = run::open_log(&run_dir)?;
         let source = super::model::ModelSource::parse(&cfg.model)?;
         let _ = writeln!(log, "loading model {}", cfg.model);
         let model = Model::load(&source, &device, &crate::hub::HubOptions::default())?;
-        let mut train_pairs = read_pairs(&cfg.train, &mut log)?;
+        let mut train_pairs = read_pairs(&cfg.train, &mut log, ctx)?;
         let val_pairs = match &cfg.validation {
-            Some(p) => read_pairs(p, &mut log)?,
+            Some(p) => read_pairs(p, &mut log, ctx)?,
             None => {
                 let mut order: Vec<usize> = (0..train_pairs.len()).collect();
                 order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x005E_ED0F_7E57));
@@ -434,10 +186,7 @@ impl Trainer {
         let mut head = head;
         let opt = match &from {
             Some(dir) => {
-                let st_path = dir.join(files::STATE);
-                let saved: TrainerState =
-                    serde_json::from_str(&std::fs::read_to_string(&st_path).map_err(|e| Error::io(&st_path, e))?)
-                        .map_err(|e| Error::Model(format!("{}: {e}", st_path.display())))?;
+                let saved = run::read_trainer_state(dir)?;
                 if saved.n_train != train.len() {
                     return Err(Error::InvalidInput(format!(
                         "the training data changed since the checkpoint ({} items then, {} now)",
@@ -454,7 +203,7 @@ impl Trainer {
                 let total = state.total_steps;
                 state = saved;
                 state.total_steps = total;
-                truncate_metrics(&run_dir, state.step)?;
+                run::truncate_metrics(&run_dir, state.step)?;
                 let _ = writeln!(log, "resumed from {} at step {}", dir.display(), state.step);
                 opt
             }
@@ -475,6 +224,7 @@ impl Trainer {
             log: Some(log),
             epoch_order: None,
             hand_written,
+            ctx: ctx.clone(),
         })
     }
 
@@ -486,12 +236,12 @@ impl Trainer {
         if let Some(f) = &mut self.log {
             let _ = writeln!(f, "[{:>8.1}s] {msg}", self.state.elapsed_s);
         }
-        eprintln!("{msg}");
+        self.ctx.log(Level::Info, msg);
     }
 
-    fn write_status(&self, state: &str, message: &str) -> Result<()> {
+    fn write_status(&self, state: RunState, message: &str) -> Result<()> {
         let st = RunStatus {
-            state: state.into(),
+            state,
             pid: std::process::id(),
             step: self.state.step,
             total_steps: self.state.total_steps,
@@ -500,28 +250,7 @@ impl Trainer {
             n_train: self.train.len(),
             n_val: self.val.len(),
         };
-        let text = serde_json::to_string_pretty(&st).expect("json");
-        crate::export::write_atomic(&self.run_dir.join(files::STATUS), |w| w.write_all(text.as_bytes()))
-    }
-
-    /// Marks the run failed (for the CLI to call on an error).
-    pub fn mark_failed(run_dir: &Path, message: &str) {
-        let mut st = read_status(run_dir).unwrap_or_default();
-        st.state = "failed".into();
-        st.message = message.into();
-        let text = serde_json::to_string_pretty(&st).expect("json");
-        let _ = crate::export::write_atomic(&run_dir.join(files::STATUS), |w| w.write_all(text.as_bytes()));
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(run_dir.join(files::LOG)) {
-            let _ = writeln!(f, "failed: {message}");
-        }
-    }
-
-    fn append_metric(&self, row: &MetricRow) -> Result<()> {
-        let path = self.run_dir.join(files::METRICS);
-        let mut f =
-            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        let line = serde_json::to_string(row).expect("json") + "\n";
-        f.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))
+        run::write_status(&self.run_dir, &st)
     }
 
     /// Indices of the examples of micro-batch `g` (global count).
@@ -689,8 +418,7 @@ impl Trainer {
             h.save(&tmp)?;
         }
         self.opt.save(&tmp.join("optimizer.safetensors"))?;
-        let state = serde_json::to_string_pretty(&self.state).expect("json");
-        crate::export::write_atomic(&tmp.join(files::STATE), |w| w.write_all(state.as_bytes()))?;
+        crate::atomic::write_atomic_json(&tmp.join(files::STATE), &self.state)?;
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
         }
@@ -715,7 +443,7 @@ impl Trainer {
             self.state.total_steps
         );
         self.log_line(&msg);
-        self.write_status("running", "")?;
+        self.write_status(RunState::Running, "")?;
         if self.state.step == 0 && self.cfg.eval_every > 0 {
             self.evaluate_now()?;
         }
@@ -743,8 +471,14 @@ impl Trainer {
                 rss_mb: rss_mb(),
                 ..Default::default()
             };
-            self.append_metric(&row)?;
+            run::append_metric(&self.run_dir, &row)?;
             let step = self.state.step;
+            self.ctx.report(&Progress {
+                stage: format!("step {step}/{}", self.state.total_steps),
+                done: step as u64,
+                total: self.state.total_steps as u64,
+                n_items: 0,
+            });
             if self.cfg.log_every > 0 && (step.is_multiple_of(self.cfg.log_every) || step == 1) {
                 let line = format!(
                     "step {step}/{} loss {loss:.4} lr {lr:.2e} grad-norm {norm:.3} {:.0} tok/s",
@@ -757,21 +491,21 @@ impl Trainer {
             if (self.cfg.eval_every > 0 && step.is_multiple_of(self.cfg.eval_every)) || last {
                 self.evaluate_now()?;
             }
-            let stop = should_stop() || stop_file.exists();
+            let stop = should_stop() || self.ctx.cancel.is_cancelled() || stop_file.exists();
             if (self.cfg.save_every > 0 && step.is_multiple_of(self.cfg.save_every)) || last || stop {
                 let dir = self.save_checkpoint()?;
                 self.log_line(&format!("checkpoint {}", dir.display()));
             }
-            self.write_status("running", "")?;
+            self.write_status(RunState::Running, "")?;
             if stop && !last {
                 let _ = std::fs::remove_file(&stop_file);
                 self.log_line(&format!("stopped at step {step}"));
-                self.write_status("stopped", &format!("stopped at step {step}"))?;
+                self.write_status(RunState::Stopped, &format!("stopped at step {step}"))?;
                 return Ok(Outcome::Stopped);
             }
         }
         self.log_line("finished");
-        self.write_status("finished", "")?;
+        self.write_status(RunState::Finished, "")?;
         Ok(Outcome::Finished)
     }
 
@@ -785,7 +519,7 @@ impl Trainer {
                 elapsed_s: self.state.elapsed_s,
                 ..Default::default()
             };
-            self.append_metric(&row)?;
+            run::append_metric(&self.run_dir, &row)?;
             let step = self.state.step;
             self.log_line(&format!("step {step} validation loss {v:.4}"));
         }
@@ -803,18 +537,6 @@ fn trainable<'a>(lora: &'a Lora, head: Option<&'a RegHead>) -> Vec<&'a Var> {
     v
 }
 
-/// Keeps only the metric rows up to `step` (a resumed run continues the same curve).
-fn truncate_metrics(run_dir: &Path, step: usize) -> Result<()> {
-    let path = run_dir.join(files::METRICS);
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<MetricRow>(l).is_ok_and(|r| r.step <= step))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    crate::export::write_atomic(&path, |w| w.write_all(kept.as_bytes()))
-}
-
 /// Resident memory of this process in MiB (Linux).
 pub fn rss_mb() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -822,31 +544,42 @@ pub fn rss_mb() -> Option<f64> {
     Some(pages * 4096.0 / (1024.0 * 1024.0))
 }
 
-/// `train --config RUN.toml | --resume RUN_DIR [--max-steps N]`: what both the `pricer` CLI and
-/// the app's child process run. Prints the run folder first (the app reads it), marks the run
-/// failed on an error. Returns the run folder, why it ended and the last step.
+/// `train --config RUN.toml|- | --resume RUN_DIR [--max-steps N]` (`-`: the configuration on
+/// standard input, as the app's supervisor sends it): what both the `pricer` CLI and
+/// the app's child process run. `on_start` gets the run folder before the first step (the CLI
+/// prints it); log lines go to `ctx`. Marks the run failed on an error. Returns the run folder,
+/// why it ended and the last step.
 pub fn run_command(
     config: Option<&Path>,
     resume: Option<&Path>,
     max_steps: Option<usize>,
+    ctx: &JobCtx,
+    on_start: &dyn Fn(&Path),
 ) -> Result<(PathBuf, Outcome, usize)> {
     let mut trainer = match (config, resume) {
-        (_, Some(dir)) => Trainer::resume(dir, max_steps)?,
+        (_, Some(dir)) => Trainer::resume_with(dir, max_steps, ctx)?,
         (Some(path), None) => {
-            let mut cfg = TrainConfig::load(path)?;
+            let mut cfg = if path.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| Error::io("standard input", e))?;
+                TrainConfig::parse(&text, Path::new("."), "the configuration on standard input")?
+            } else {
+                TrainConfig::load(path)?
+            };
             if max_steps.is_some() {
                 cfg.max_steps = max_steps;
             }
-            Trainer::create(cfg)?
+            Trainer::create_with(cfg, ctx)?
         }
         (None, None) => return Err(Error::InvalidInput("give --config RUN.toml or --resume RUN_DIR".into())),
     };
     let run_dir = trainer.run_dir.clone();
-    println!("run folder: {}", run_dir.display());
+    on_start(&run_dir);
     match trainer.run(&|| false) {
         Ok(outcome) => Ok((run_dir, outcome, trainer.state.step)),
         Err(e) => {
-            Trainer::mark_failed(&run_dir, &e.to_string());
+            run::mark_failed(&run_dir, &e.to_string());
             Err(e)
         }
     }

@@ -1,7 +1,9 @@
 //! Export formats and atomic writes.
 
-use pricer::export::{ExportFormat, TextForm, export, read_items, write_atomic, write_items};
+use pricer::atomic::write_atomic;
+use pricer::export::{ExportFormat, TextForm, export};
 use pricer::items::{ItemTable, test_prompt};
+use pricer::items_io::{read_items, write_items};
 use std::path::Path;
 
 fn demo_items() -> ItemTable {
@@ -99,10 +101,10 @@ fn reading_items_reports_progress_and_can_be_cancelled() {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let ctx = pricer::jobs::JobCtx::with_progress(move |p| s2.lock().unwrap().push((p.done, p.total)));
-    let (back, _) = pricer::export::read_items_with(&path, &ctx).unwrap();
+    let (back, _) = pricer::items_io::read_items_with(&path, &ctx).unwrap();
     assert_eq!(back.len(), t.len());
     assert_eq!(seen.lock().unwrap().first().copied(), Some((0, t.len() as u64)));
     ctx.cancel.cancel();
-    let err = pricer::export::read_items_with(&path, &ctx).unwrap_err();
+    let err = pricer::items_io::read_items_with(&path, &ctx).unwrap_err();
     assert!(matches!(err, pricer::Error::Cancelled));
 }

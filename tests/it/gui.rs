@@ -4,8 +4,8 @@
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-use pricer::app::data::{Dataset, load_demo};
 use pricer::app::{PricerApp, Settings, Tab};
+use pricer::dataset::{Dataset, load_demo};
 use pricer::jobs::JobCtx;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ fn demo() -> Arc<Dataset> {
 
 fn app_with(data: Arc<Dataset>) -> PricerApp {
     let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
-    app.sampling_tab.on_new_data(&data);
+    app.tabs.sampling.new_data(&data);
     app.data = Some(data);
     app
 }
@@ -34,7 +34,7 @@ fn harness(app: PricerApp) -> Harness<'static, PricerApp> {
 fn settle(h: &mut Harness<'static, PricerApp>) {
     for _ in 0..600 {
         h.step();
-        if h.state().job.is_none() && !h.state().dataset_tab.is_busy() {
+        if !h.state().is_busy() {
             h.step();
             return;
         }
@@ -47,7 +47,7 @@ fn settle(h: &mut Harness<'static, PricerApp>) {
 fn inspector_shows_the_selected_item() {
     let mut h = harness(app_with(demo()));
     h.step();
-    h.state_mut().dataset_tab.selected = Some(1);
+    h.state_mut().tabs.dataset.selected = Some(1);
     h.step();
     h.step();
     let title = h.state().data.as_ref().unwrap().table.get(1).title.to_owned();
@@ -103,7 +103,7 @@ fn moving_the_cap_changes_the_previewed_count_and_histogram() {
     h.step();
     h.step();
     let (count_before, slot10_before) = {
-        let p = &h.state().sampling_tab.preview.as_ref().unwrap().2;
+        let p = &h.state().tabs.sampling.preview.as_ref().unwrap().2;
         (p.total, p.per_slot[10])
     };
     assert!((count_before - 1740.0).abs() < 1e-6, "{count_before}");
@@ -112,13 +112,13 @@ fn moving_the_cap_changes_the_previewed_count_and_histogram() {
     h.get_by_role_and_label(Role::Slider, "cap per slot").set_value_accesskit(300.0);
     h.step();
     h.step();
-    assert_eq!(h.state().sampling_tab.recipe.balance.cap_per_slot, 300);
+    assert_eq!(h.state().tabs.sampling.recipe.balance.cap_per_slot, 300);
     assert_eq!(
-        h.state().sampling_tab.preset,
+        h.state().tabs.sampling.preset,
         pricer::app::sampling_tab::Preset::Custom,
         "an edit makes the recipe custom"
     );
-    let p = &h.state().sampling_tab.preview.as_ref().unwrap().2;
+    let p = &h.state().tabs.sampling.preview.as_ref().unwrap().2;
     assert!((p.per_slot[10] - 300.0).abs() < 1e-6);
     assert!((p.total - 840.0).abs() < 1e-6);
     assert!(h.query_all_by_label_contains("840").count() >= 1);
@@ -126,7 +126,7 @@ fn moving_the_cap_changes_the_previewed_count_and_histogram() {
     h.get_by_role_and_label(Role::Slider, "Appliances").set_value_accesskit(0.0);
     h.step();
     h.step();
-    let p = &h.state().sampling_tab.preview.as_ref().unwrap().2;
+    let p = &h.state().tabs.sampling.preview.as_ref().unwrap().2;
     assert!((p.total - 800.0).abs() < 1e-6);
 }
 
@@ -150,14 +150,14 @@ fn category_filter_matches_the_core_count_and_clears() {
     h.get_by_label_contains(&format!("{name} (")).click();
     h.step();
     h.step();
-    assert_eq!(h.state().dataset_tab.view.len() as u64, n);
+    assert_eq!(h.state().tabs.dataset.view.len() as u64, n);
     let shown = format!(
         "{} of {} items",
         pricer::app::widgets::thousands(n),
         pricer::app::widgets::thousands(data.table.len() as u64)
     );
     h.get_by_label(&shown);
-    assert!(h.state().dataset_tab.view.iter().all(|&i| data.table.get(i as usize).category == name));
+    assert!(h.state().tabs.dataset.view.iter().all(|&i| data.table.get(i as usize).category == name));
     // The chart link does the same and switches to the Dataset tab; the chip clears it.
     h.state_mut().act(pricer::app::Action::SetTab(Tab::Charts));
     h.step();
@@ -168,11 +168,11 @@ fn category_filter_matches_the_core_count_and_clears() {
     h.step();
     h.step();
     assert_eq!(h.state().tab(), Tab::Dataset);
-    assert_eq!(h.state().dataset_tab.view.len() as u64, n);
+    assert_eq!(h.state().tabs.dataset.view.len() as u64, n);
     h.get_by_label_contains(&format!("category: {name}")).click();
     h.step();
     h.step();
-    assert_eq!(h.state().dataset_tab.view.len(), data.table.len());
+    assert_eq!(h.state().tabs.dataset.view.len(), data.table.len());
 }
 
 #[test]
@@ -188,7 +188,7 @@ fn a_malformed_file_shows_an_error_and_keeps_the_previous_dataset() {
     assert!(Arc::ptr_eq(h.state().data.as_ref().unwrap(), &data));
     let err = h.state().log.iter().find(|e| e.level == pricer::app::Level::Error).expect("an error in the log");
     assert!(err.text.contains("junk.jsonl") && err.text.contains("2 malformed"), "{}", err.text);
-    assert!(h.state().show_log);
+    assert!(h.state().log.shown);
     h.get_by_label_contains("The previous dataset is kept");
     assert!(
         h.query_all_by_label_contains("3,000 raw lines").count() >= 1
@@ -210,7 +210,7 @@ fn loading_a_file_replaces_the_dataset_through_a_job() {
     assert!(!data.synthetic);
     assert!(data.table.iter().all(|i| i.category == "Appliances"));
     assert_eq!(data.report.lines_read, 400);
-    assert_eq!(h.state().dataset_tab.view.len(), data.table.len());
+    assert_eq!(h.state().tabs.dataset.view.len(), data.table.len());
 }
 
 #[test]
@@ -220,39 +220,34 @@ fn apply_and_export_run_as_jobs_and_match_the_cli() {
     let mut h = harness(app_with(data.clone()));
     h.state_mut().act(pricer::app::Action::SetTab(Tab::Sampling));
     h.step();
-    let mut recipe = h.state().sampling_tab.recipe.clone();
+    let mut recipe = h.state().tabs.sampling.recipe.clone();
     recipe.balance.cap_per_slot = 25; // make the cap bite on the small demo
     recipe.split = pricer::sampling::SplitParams { n_train: 600, n_test: 50, seed: 9 };
-    h.state_mut().sampling_tab.recipe = recipe.clone();
+    h.state_mut().tabs.sampling.recipe = recipe.clone();
     h.step();
-    let expected = h.state().sampling_tab.preview.as_ref().unwrap().2.total;
+    let expected = h.state().tabs.sampling.preview.as_ref().unwrap().2.total;
     h.get_by_label("Apply: draw the exact sample").click();
     settle(&mut h);
-    let applied = h.state().sampling_tab.applied.clone().expect("sample drawn");
-    assert!(
-        (applied.sample.len() as f64 - expected).abs() / expected < 0.02,
-        "preview {expected} vs drawn {}",
-        applied.sample.len()
-    );
+    let applied = h.state().tabs.sampling.applied.clone().expect("sample drawn");
+    assert!((applied.len() as f64 - expected).abs() / expected < 0.02, "preview {expected} vs drawn {}", applied.len());
     assert_eq!((applied.train.len(), applied.test.len()), (600, 50));
 
     let dir = tempfile::tempdir().unwrap();
     let gui_dir = dir.path().join("gui");
-    h.state_mut().act(pricer::app::Action::Export(
-        recipe.clone(),
-        pricer::export::ExportFormat::Jsonl,
-        gui_dir.clone(),
-    ));
+    h.state_mut()
+        .tabs
+        .sampling
+        .queue(pricer::app::sampling_tab::Command::Export(pricer::export::ExportFormat::Jsonl, gui_dir.clone()));
     settle(&mut h);
     assert!(
-        h.state().sampling_tab.last_export.is_some(),
+        h.state().tabs.sampling.last_export.is_some(),
         "{:?}",
         h.state().log.iter().map(|e| &e.text).collect::<Vec<_>>()
     );
 
     // The CLI on the same items with the recipe the GUI saved writes the same bytes.
     let items = dir.path().join("items.jsonl");
-    pricer::export::write_items(&data.table, &items).unwrap();
+    pricer::items_io::write_items(&data.table, &items).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pricer"))
         .arg("sample")
         .arg(&items)
@@ -290,7 +285,7 @@ fn charts_link_a_range_to_the_dataset_filter() {
     assert_eq!(h.state().tab(), Tab::Dataset);
     let (lo, hi) = h.state().filter.price_usd.expect("a price range");
     assert!(lo <= data.stats.price.min && hi >= data.stats.price.max, "{lo}..{hi}");
-    assert_eq!(h.state().dataset_tab.view.len(), data.table.len());
+    assert_eq!(h.state().tabs.dataset.view.len(), data.table.len());
     assert!(h.query_all_by_label_contains("price $").count() >= 1, "a chip shows the range");
 }
 
@@ -299,7 +294,7 @@ fn curated_items_files_load_as_they_are() {
     let data = demo();
     let dir = tempfile::tempdir().unwrap();
     let items = dir.path().join("items.parquet");
-    pricer::export::write_items(&data.table, &items).unwrap();
+    pricer::items_io::write_items(&data.table, &items).unwrap();
     let mut h = harness(app_with(demo()));
     h.step();
     h.state_mut().act(pricer::app::Action::Load(vec![items]));
@@ -326,7 +321,7 @@ fn wait_for(h: &mut Harness<'static, PricerApp>, what: &str, secs: u64, done: im
 }
 
 fn train_rows(app: &PricerApp) -> Vec<usize> {
-    let ft = &app.finetune_tab;
+    let ft = &app.tabs.finetune;
     ft.runs.first().map_or(vec![], |r| r.metrics.iter().filter(|m| m.train_loss.is_some()).map(|m| m.step).collect())
 }
 
@@ -334,11 +329,11 @@ fn train_rows(app: &PricerApp) -> Vec<usize> {
 fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
     let tmp = tempfile::tempdir().unwrap();
     let model = crate::finetune::tiny_model_dir(tmp.path());
-    let train = crate::finetune::real_items(tmp.path(), "train.jsonl", 0, 12);
-    let test = crate::finetune::real_items(tmp.path(), "test.jsonl", 50, 3);
+    let Some(train) = crate::finetune::real_items(tmp.path(), "train.jsonl", 0, 12) else { return };
+    let Some(test) = crate::finetune::real_items(tmp.path(), "test.jsonl", 50, 3) else { return };
     let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
     app.settings.tab = Tab::Finetune;
-    let ft = &mut app.finetune_tab;
+    let ft = &mut app.tabs.finetune;
     ft.trainer = Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_pricer")));
     ft.form.runs_dir = tmp.path().join("runs");
     ft.form.model = model.display().to_string();
@@ -357,33 +352,113 @@ fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
     assert!(
         h.query_by_label_contains("LoRA 0.00M trainable").is_some() || h.query_by_label_contains("trainable").is_some()
     );
-    h.state_mut().finetune_tab.form.train = train.clone();
+    h.state_mut().tabs.finetune.form.train = train.clone();
     h.step();
     h.get_by_label("Launch training").click();
     wait_for(&mut h, "the first steps", 120, |a| train_rows(a).len() >= 3);
-    assert!(h.state().finetune_tab.is_training());
+    assert!(h.state().tabs.finetune.is_training());
     h.get_by_label("Stop run").click();
-    wait_for(&mut h, "the trainer to stop", 120, |a| !a.finetune_tab.is_training());
-    let run = &h.state().finetune_tab.runs[0];
-    assert_eq!(run.status.as_ref().unwrap().state, "stopped");
+    wait_for(&mut h, "the trainer to stop", 120, |a| !a.tabs.finetune.is_training());
+    let run = &h.state().tabs.finetune.runs[0];
+    assert_eq!(run.status.as_ref().unwrap().state, pricer::finetune::RunState::Stopped);
     let stopped_at = run.status.as_ref().unwrap().step;
     assert_eq!(run.checkpoints.last().unwrap().0, stopped_at, "stop checkpoints the last step");
     // Resume continues the same curve.
     h.get_by_label("Resume").click();
     wait_for(&mut h, "steps after resuming", 120, |a| train_rows(a).len() >= stopped_at + 3);
     h.get_by_label("Stop run").click();
-    wait_for(&mut h, "the second stop", 120, |a| !a.finetune_tab.is_training());
+    wait_for(&mut h, "the second stop", 120, |a| !a.tabs.finetune.is_training());
     let steps = train_rows(h.state());
     assert_eq!(steps, (1..=steps.len()).collect::<Vec<_>>(), "each step once, in order");
     // Evaluate the last checkpoint with the Tester.
-    h.state_mut().finetune_tab.test_file = test.display().to_string();
-    h.state_mut().finetune_tab.eval_n = 3;
+    h.state_mut().tabs.finetune.test_file = test.display().to_string();
+    h.state_mut().tabs.finetune.eval_n = 3;
     h.step();
     h.get_by_label("Evaluate").click();
     h.step();
     settle(&mut h);
-    wait_for(&mut h, "the evaluation", 60, |a| a.finetune_tab.runs[0].evals.len() == 1);
-    let line = &h.state().finetune_tab.runs[0].evals[0].line;
+    wait_for(&mut h, "the evaluation", 60, |a| a.tabs.finetune.runs[0].evals.len() == 1);
+    let line = &h.state().tabs.finetune.runs[0].evals[0].line;
     assert!(line.contains("Error=$") && line.contains("Hits="), "{line}");
     h.get_by_label_contains("Error=$");
+}
+
+#[test]
+fn export_after_apply_writes_the_applied_rows_without_drawing_again() {
+    let data = demo();
+    let mut h = harness(app_with(data.clone()));
+    h.state_mut().act(pricer::app::Action::SetTab(Tab::Sampling));
+    h.step();
+    h.state_mut().tabs.sampling.recipe.balance.cap_per_slot = 25;
+    h.state_mut().tabs.sampling.recipe.split = pricer::sampling::SplitParams { n_train: 300, n_test: 40, seed: 9 };
+    h.step();
+    h.get_by_label("Apply: draw the exact sample").click();
+    settle(&mut h);
+    let applied = h.state().tabs.sampling.applied.clone().expect("sample drawn");
+    // Other seeds after Apply: a new draw would give other rows in another order.
+    h.state_mut().tabs.sampling.recipe.split.seed = 10;
+    h.state_mut().tabs.sampling.recipe.balance.seed = 11;
+    let redrawn = pricer::sampling::Sample::draw(&data.table, &h.state().tabs.sampling.recipe);
+    assert_ne!(redrawn.train, applied.train, "the new seeds draw other rows");
+    let dir = tempfile::tempdir().unwrap();
+    h.state_mut()
+        .tabs
+        .sampling
+        .queue(pricer::app::sampling_tab::Command::Export(pricer::export::ExportFormat::Jsonl, dir.path().into()));
+    settle(&mut h);
+    assert!(h.state().tabs.sampling.last_export.is_some());
+    let written: Vec<String> = crate::common::read_jsonl(&dir.path().join("train.jsonl"))
+        .iter()
+        .map(|v| v["text"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = applied.train.iter().map(|&i| data.table.get(i).prompt.to_owned()).collect();
+    assert_eq!(written, expected, "Export writes the applied train rows, in their order");
+    let saved: pricer::sampling::SavedRecipe =
+        serde_json::from_slice(&std::fs::read(dir.path().join("recipe.json")).unwrap()).unwrap();
+    assert_eq!(saved.recipe, applied.recipe, "recipe.json names the recipe the rows were drawn with");
+    assert!(Arc::ptr_eq(h.state().tabs.sampling.applied.as_ref().unwrap(), &applied));
+}
+
+/// A job that runs until it is cancelled.
+fn until_cancelled(ctx: &pricer::jobs::JobCtx) -> anyhow::Result<()> {
+    loop {
+        ctx.check()?;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn jobs_of_two_tabs_run_at_once_and_each_cancels_alone() {
+    use pricer::app::{Level, Owner};
+    let mut h = harness(app_with(demo()));
+    h.step();
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
+    let a = h.state_mut().jobs.start(Owner::Tab(Tab::Sampling), "sampling job", wake.clone(), until_cancelled);
+    let b = h.state_mut().jobs.start(Owner::Tab(Tab::Finetune), "fine-tune job", wake, until_cancelled);
+    assert_ne!(a, b);
+    h.step();
+    h.step();
+    // Both in the status bar, each with its own Cancel.
+    assert!(h.query_all_by_label("sampling job").count() >= 1);
+    assert!(h.query_all_by_label("fine-tune job").count() >= 1);
+    let cancels: Vec<_> = h.query_all_by_label("Cancel").collect();
+    assert_eq!(cancels.len(), 2, "one Cancel per running job");
+    cancels[0].click();
+    for _ in 0..200 {
+        h.step();
+        if h.state().jobs.running.len() == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(h.state().jobs.running.len(), 1, "only the cancelled job ended");
+    assert_eq!(h.state().jobs.running[0].id, b);
+    assert!(h.state().jobs.busy(Owner::Tab(Tab::Finetune)) && !h.state().jobs.busy(Owner::Tab(Tab::Sampling)));
+    assert!(
+        h.state().log.iter().any(|e| e.level == Level::Info && e.text == "sampling job: cancelled; nothing changed")
+    );
+    h.state_mut().act(pricer::app::Action::Cancel(b));
+    settle(&mut h);
+    assert!(h.state().jobs.is_empty());
+    assert!(h.state().log.iter().any(|e| e.text == "fine-tune job: cancelled; nothing changed"));
 }

@@ -8,7 +8,9 @@ mod finetune;
 #[cfg(feature = "gui")]
 mod gui;
 mod hub;
+mod layers;
 mod loading;
+mod runs;
 mod sampling;
 #[cfg(feature = "gui")]
 mod snapshots;

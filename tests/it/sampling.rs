@@ -2,9 +2,7 @@
 
 use pricer::export::ExportFormat;
 use pricer::items::ItemTable;
-use pricer::sampling::{
-    BalanceParams, Recipe, SlotCategoryCounts, SplitParams, balance, preview, sample_and_export, split,
-};
+use pricer::sampling::{BalanceParams, Recipe, Sample, SlotCategoryCounts, SplitParams, balance, preview, split};
 
 /// A table with `n` items of `category` at `price` each (distinct prompts).
 fn add(t: &mut ItemTable, category: &str, price: f64, n: usize) {
@@ -123,8 +121,8 @@ fn exports_are_byte_identical_for_the_same_recipe_and_seed() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     for format in [ExportFormat::Parquet, ExportFormat::Jsonl, ExportFormat::Openai, ExportFormat::Csv] {
-        let o1 = sample_and_export(&t, &recipe, d1.path(), format, "x".as_ref()).unwrap();
-        let o2 = sample_and_export(&t, &recipe, d2.path(), format, "x".as_ref()).unwrap();
+        let o1 = Sample::draw(&t, &recipe).export(&t, d1.path(), format, "x".as_ref()).unwrap();
+        let o2 = Sample::draw(&t, &recipe).export(&t, d2.path(), format, "x".as_ref()).unwrap();
         assert_eq!((o1.n_train, o1.n_test), (3000, 100));
         for (a, b) in o1.files.iter().zip(&o2.files) {
             assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), "{}", a.display());

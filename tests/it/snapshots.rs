@@ -3,23 +3,23 @@
 //! intended change; look at the new images before committing them.
 
 use egui_kittest::Harness;
-use pricer::app::data::load_demo;
 use pricer::app::{Action, PricerApp, Settings, Tab};
+use pricer::dataset::load_demo;
 use std::sync::Arc;
 
 fn snapshot_tab(tab: Tab, name: &str) {
     let data = Arc::new(load_demo(3000, 42, &Default::default()).unwrap());
     let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
-    app.sampling_tab.on_new_data(&data);
+    app.tabs.sampling.new_data(&data);
     app.data = Some(data);
     app.act(Action::SetTab(tab));
     if tab == Tab::Dataset {
-        app.dataset_tab.selected = Some(1);
+        app.tabs.dataset.selected = Some(1);
     }
     if tab == Tab::Finetune {
         // Paths that read the same on every machine: no runs, the fetched model by relative path.
-        app.finetune_tab.form.runs_dir = "tests/fixtures/no-runs".into();
-        app.finetune_tab.form.model = "assets/models/SmolLM2-135M-Instruct.Q4_1.gguf".into();
+        app.tabs.finetune.form.runs_dir = "tests/fixtures/no-runs".into();
+        app.tabs.finetune.form.model = "assets/models/SmolLM2-135M-Instruct.Q4_1.gguf".into();
     }
     let mut h = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).wgpu().build_ui_state(
         |ui, app: &mut PricerApp| {

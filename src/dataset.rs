@@ -1,16 +1,18 @@
-//! The loaded dataset as the app sees it: an immutable snapshot (items, curation report,
-//! statistics, slot × category counts, density grid) built off the UI thread, and the loaders
-//! that make one from files or from the built-in demo. No egui here.
+//! A loaded dataset: an immutable snapshot (items, curation report, statistics, slot × category
+//! counts, density grid) built off the UI thread, and the "open anything" loaders that make one
+//! from files (raw metadata is curated, item files are read as they are) or from the built-in
+//! demo. The app shows it; the CLI and the trainer read item files through the same reader.
 
 use crate::curate::{CurationReport, Curator};
 use crate::items::ItemTable;
+use crate::items_io::{ItemsFile, is_items_file};
 use crate::jobs::{JobCtx, Progress};
-use crate::load::{InputFormat, ReadOptions, Source};
+use crate::load::{ReadOptions, Source};
 use crate::sampling::SlotCategoryCounts;
 use crate::stats::TableStats;
 use crate::view::{DensityGrid, density_grid};
-use anyhow::{Context, bail};
-use std::path::{Path, PathBuf};
+use anyhow::bail;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Columns × rows of the price-vs-length density grid.
@@ -44,35 +46,6 @@ impl Dataset {
     }
 }
 
-/// Whether a file holds curated items (a `prompt` field) rather than raw metadata.
-pub fn is_items_file(path: &Path) -> anyhow::Result<bool> {
-    let name = path.to_string_lossy().to_string();
-    match InputFormat::from_name(&name) {
-        InputFormat::Parquet => {
-            use parquet::file::reader::{FileReader, SerializedFileReader};
-            let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let reader =
-                SerializedFileReader::new(f).with_context(|| format!("{} is not a Parquet file", path.display()))?;
-            let schema = reader.metadata().file_metadata().schema_descr_ptr();
-            Ok(schema.columns().iter().any(|c| c.name() == "prompt"))
-        }
-        _ => {
-            use std::io::BufRead;
-            let reader = crate::load::open_text(path)?;
-            for line in reader.split(b'\n').take(50) {
-                let Ok(line) = line else { return Ok(false) };
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return Ok(serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&line)
-                    .map(|m| m.contains_key("prompt"))
-                    .unwrap_or(false));
-            }
-            Ok(false)
-        }
-    }
-}
-
 /// Loads files: curated items are read as they are, raw metadata is curated. Fails (keeping
 /// nothing) when no item comes out; line problems are in the report.
 pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> anyhow::Result<Dataset> {
@@ -95,12 +68,9 @@ pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> anyhow::Result<Dataset> {
     let mut report = CurationReport::default();
     for p in paths {
         if is_items_file(p)? {
-            let (t, errors) = crate::export::read_items_with(p, ctx)?;
-            report.lines_read += t.len() as u64 + errors.len() as u64;
-            report.kept += t.len() as u64;
-            report.malformed += errors.len() as u64;
-            report.first_errors.extend(errors.iter().take(crate::curate::MAX_REPORTED_ERRORS).map(ToString::to_string));
-            table.extend_from(&t);
+            let file = ItemsFile::read(p, ctx)?;
+            report.absorb_items_file(&file);
+            table.extend_from(&file.table);
         } else {
             raw.push(Source::from_path(p, None));
         }

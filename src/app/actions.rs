@@ -1,0 +1,40 @@
+//! What the UI asks of the shell: actions queued while drawing and carried out after it (the
+//! command-sender pattern), so no `ui` function changes shared state or starts work itself.
+
+use super::tabs::Tab;
+use crate::jobs::Level;
+use crate::view::Filter;
+use std::path::PathBuf;
+
+/// Something the UI asked the shell for, carried out after drawing.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Show the Open dialog.
+    ShowOpen,
+    /// Show the path dialog (typed paths).
+    ShowOpenPath,
+    /// Load these files (raw metadata or curated items).
+    Load(Vec<PathBuf>),
+    /// Load the built-in synthetic demo.
+    LoadDemo,
+    /// Show the download dialog.
+    ShowDownload,
+    /// Download these categories into a folder, then load them.
+    Download(Vec<String>, Option<PathBuf>),
+    /// Switch tab.
+    SetTab(Tab),
+    /// Replace the Dataset filter (linked charts) and show the Dataset tab.
+    FilterTo(Filter),
+    /// Cancel the job with this id.
+    Cancel(u64),
+    /// Cancel the newest job (Esc).
+    CancelNewest,
+    /// Show or hide the log.
+    ToggleLog,
+    /// Switch between the dark and the light theme.
+    ToggleTheme,
+    /// Write a message to the log.
+    Log(Level, String),
+    /// Fill the Fine-tune tab's data fields from exported files (train, test).
+    UseExport(Vec<PathBuf>),
+}

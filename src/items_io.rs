@@ -1,0 +1,283 @@
+//! Files of curated items: the one reader (JSON lines or Parquet, with progress, cancel and the
+//! malformed rows with their line numbers) that the app, the CLI and the trainer share, the
+//! writer of all fields, and the Parquet column writer the exports use.
+
+use crate::atomic::write_atomic;
+use crate::items::ItemTable;
+use crate::jobs::{JobCtx, Progress};
+use crate::load::{InputFormat, LineError};
+use crate::{Error, Result};
+use serde::Deserialize;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Writes the curated items with all their fields (`.parquet`, else JSON lines).
+pub fn write_items(table: &ItemTable, path: &Path) -> Result<()> {
+    if path.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
+        let n = table.len();
+        let titles: Vec<&str> = (0..n).map(|i| table.get(i).title).collect();
+        let cats: Vec<&str> = (0..n).map(|i| table.get(i).category).collect();
+        let details_owned: Vec<String> = (0..n).map(|i| table.get(i).details()).collect();
+        let details: Vec<&str> = details_owned.iter().map(String::as_str).collect();
+        let prompts: Vec<&str> = (0..n).map(|i| table.get(i).prompt).collect();
+        let counts: Vec<f64> = table.token_counts().iter().map(|&c| f64::from(c)).collect();
+        write_parquet(
+            path,
+            &[
+                ("title", Column::Str(&titles)),
+                ("category", Column::Str(&cats)),
+                ("details", Column::Str(&details)),
+                ("prompt", Column::Str(&prompts)),
+            ],
+            &[("price", table.prices()), ("token_count", &counts)],
+        )
+    } else {
+        write_atomic(path, |w| {
+            for it in table.iter() {
+                serde_json::to_writer(&mut *w, &it.to_owned_item())?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
+        })
+    }
+}
+
+pub(crate) enum Column<'a> {
+    /// Strings.
+    Str(&'a [&'a str]),
+}
+
+const ROW_GROUP_ROWS: usize = 100_000;
+
+pub(crate) fn write_parquet(path: &Path, str_cols: &[(&str, Column<'_>)], f64_cols: &[(&str, &[f64])]) -> Result<()> {
+    use parquet::basic::{Compression, ConvertedType, Repetition, Type as PhysicalType};
+    use parquet::data_type::{ByteArray, ByteArrayType, DoubleType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::types::Type;
+
+    let n = f64_cols.first().map_or(0, |c| c.1.len());
+    let mut fields = Vec::new();
+    for (name, _) in str_cols {
+        fields.push(Arc::new(
+            Type::primitive_type_builder(name, PhysicalType::BYTE_ARRAY)
+                .with_repetition(Repetition::REQUIRED)
+                .with_converted_type(ConvertedType::UTF8)
+                .build()
+                .map_err(|e| Error::Parquet { path: path.into(), message: e.to_string() })?,
+        ));
+    }
+    for (name, _) in f64_cols {
+        fields.push(Arc::new(
+            Type::primitive_type_builder(name, PhysicalType::DOUBLE)
+                .with_repetition(Repetition::REQUIRED)
+                .build()
+                .map_err(|e| Error::Parquet { path: path.into(), message: e.to_string() })?,
+        ));
+    }
+    let schema = Arc::new(
+        Type::group_type_builder("schema")
+            .with_fields(fields)
+            .build()
+            .map_err(|e| Error::Parquet { path: path.into(), message: e.to_string() })?,
+    );
+    let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+    write_atomic(path, |w| {
+        let pq = |e: parquet::errors::ParquetError| std::io::Error::other(e.to_string());
+        let mut writer = SerializedFileWriter::new(w, schema, props).map_err(pq)?;
+        let mut start = 0;
+        while start < n || (n == 0 && start == 0) {
+            let end = (start + ROW_GROUP_ROWS).min(n);
+            let mut rg = writer.next_row_group().map_err(pq)?;
+            let mut col_idx = 0;
+            while let Some(mut col) = rg.next_column().map_err(pq)? {
+                if col_idx < str_cols.len() {
+                    let Column::Str(values) = &str_cols[col_idx].1;
+                    let batch: Vec<ByteArray> =
+                        values[start..end].iter().map(|s| ByteArray::from(s.as_bytes().to_vec())).collect();
+                    col.typed::<ByteArrayType>().write_batch(&batch, None, None).map_err(pq)?;
+                } else {
+                    let values = f64_cols[col_idx - str_cols.len()].1;
+                    col.typed::<DoubleType>().write_batch(&values[start..end], None, None).map_err(pq)?;
+                }
+                col.close().map_err(pq)?;
+                col_idx += 1;
+            }
+            rg.close().map_err(pq)?;
+            if n == 0 {
+                break;
+            }
+            start = end;
+        }
+        writer.close().map_err(pq)?;
+        Ok(())
+    })
+}
+
+/// Reads a file of curated items (JSON lines with at least `title, category, price, prompt`,
+/// or Parquet with those columns). Returns the table and the malformed lines.
+pub fn read_items(path: &Path) -> Result<(ItemTable, Vec<LineError>)> {
+    read_items_with(path, &JobCtx::default())
+}
+
+/// [`read_items`] reporting progress (rows read) and stopping with `Cancelled` when asked.
+pub fn read_items_with(path: &Path, ctx: &JobCtx) -> Result<(ItemTable, Vec<LineError>)> {
+    let stage = format!(
+        "reading {}",
+        path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    );
+    // `total_rows` is known for Parquet (its metadata), 0 (unknown) for JSON lines.
+    let tick = |i: usize, n_items: usize, total_rows: u64| -> Result<()> {
+        if i.is_multiple_of(50_000) {
+            ctx.check()?;
+            ctx.report(&Progress { stage: stage.clone(), done: i as u64, total: total_rows, n_items: n_items as u64 });
+        }
+        Ok(())
+    };
+    let mut table = ItemTable::new();
+    let mut errors = Vec::new();
+    let name = path.display().to_string();
+    if path.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::record::Field;
+        let perr = |e: parquet::errors::ParquetError| Error::Parquet { path: path.into(), message: e.to_string() };
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = SerializedFileReader::new(f).map_err(perr)?;
+        let total_rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
+        for (i, row) in reader.get_row_iter(None).map_err(perr)?.enumerate() {
+            tick(i, table.len(), total_rows)?;
+            let row = row.map_err(perr)?;
+            let mut item = crate::items::CuratedItem {
+                title: String::new(),
+                category: String::new(),
+                price: f64::NAN,
+                details: String::new(),
+                prompt: String::new(),
+                token_count: 0,
+            };
+            for (col, field) in row.get_column_iter() {
+                match (col.as_str(), field) {
+                    ("title", Field::Str(s)) => item.title = s.clone(),
+                    ("category", Field::Str(s)) => item.category = s.clone(),
+                    ("details", Field::Str(s)) => item.details = s.clone(),
+                    ("prompt" | "text", Field::Str(s)) => item.prompt = s.clone(),
+                    ("price", Field::Double(d)) => item.price = *d,
+                    ("price", Field::Float(d)) => item.price = f64::from(*d),
+                    ("token_count", Field::Double(d)) => item.token_count = *d as u32,
+                    ("token_count", Field::Long(d)) => item.token_count = *d as u32,
+                    ("token_count", Field::Int(d)) => item.token_count = *d as u32,
+                    _ => {}
+                }
+            }
+            if item.price.is_nan() || item.prompt.is_empty() {
+                errors.push(LineError {
+                    file: name.clone(),
+                    line: i as u64 + 1,
+                    message: "missing price or prompt".into(),
+                });
+                continue;
+            }
+            table.push(&item);
+        }
+    } else {
+        use std::io::BufRead;
+        let reader = crate::load::open_text(path)?;
+        for (i, line) in reader.split(b'\n').enumerate() {
+            tick(i, table.len(), 0)?;
+            let line = line.map_err(|e| Error::io(path, e))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            #[derive(Deserialize)]
+            struct Row {
+                #[serde(default)]
+                title: String,
+                #[serde(default)]
+                category: String,
+                price: f64,
+                #[serde(default)]
+                details: String,
+                #[serde(alias = "text")]
+                prompt: String,
+                #[serde(default)]
+                token_count: u32,
+            }
+            match serde_json::from_slice::<Row>(&line) {
+                Ok(r) => table.push_parts(&r.title, &r.category, r.price, &r.details, &r.prompt, r.token_count),
+                Err(e) => errors.push(LineError { file: name.clone(), line: i as u64 + 1, message: e.to_string() }),
+            }
+        }
+    }
+    table.shrink_to_fit();
+    Ok((table, errors))
+}
+
+/// A file of curated items as read by [`ItemsFile::read`]: its items and the rows that could not
+/// be used. The app, the CLI and the trainer read item files through it and report the same
+/// malformed lines ([`ItemsFile::malformed_report`]).
+#[derive(Clone, Debug)]
+pub struct ItemsFile {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Its items.
+    pub table: ItemTable,
+    /// Rows skipped, with their line (or row) numbers.
+    pub malformed: Vec<LineError>,
+}
+
+impl ItemsFile {
+    /// Reads a file of curated items, reporting progress and stopping when cancelled. Fails when
+    /// the file holds no usable item (the message says how many rows were malformed).
+    pub fn read(path: &Path, ctx: &JobCtx) -> Result<Self> {
+        let (table, malformed) = read_items_with(path, ctx)?;
+        let file = Self { path: path.to_owned(), table, malformed };
+        if file.table.is_empty() {
+            let why = file.malformed_report().unwrap_or_else(|| "it is empty".into());
+            return Err(Error::InvalidInput(format!("{} holds no items: {why}", path.display())));
+        }
+        Ok(file)
+    }
+
+    /// `"<file>: N malformed lines skipped"` and the first [`crate::load::MAX_REPORTED_ERRORS`]
+    /// of them as `file:line: reason`; `None` when every row was good.
+    pub fn malformed_report(&self) -> Option<String> {
+        if self.malformed.is_empty() {
+            return None;
+        }
+        let mut text = format!("{}: {} malformed lines skipped", self.path.display(), self.malformed.len());
+        for e in self.malformed.iter().take(crate::load::MAX_REPORTED_ERRORS) {
+            text.push_str(&format!("\n  {e}"));
+        }
+        Some(text)
+    }
+}
+
+/// Whether a file holds curated items (a `prompt` or `text` field) rather than raw metadata.
+pub fn is_items_file(path: &Path) -> Result<bool> {
+    let name = path.to_string_lossy().to_string();
+    match InputFormat::from_name(&name) {
+        InputFormat::Parquet => {
+            use parquet::file::reader::{FileReader, SerializedFileReader};
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let reader = SerializedFileReader::new(f)
+                .map_err(|e| Error::Parquet { path: path.into(), message: format!("not a Parquet file: {e}") })?;
+            let schema = reader.metadata().file_metadata().schema_descr_ptr();
+            Ok(schema.columns().iter().any(|c| c.name() == "prompt"))
+        }
+        _ => {
+            use std::io::BufRead;
+            let reader = crate::load::open_text(path)?;
+            for line in reader.split(b'\n').take(50) {
+                let Ok(line) = line else { return Ok(false) };
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&line)
+                    .map(|m| m.contains_key("prompt"))
+                    .unwrap_or(false));
+            }
+            Ok(false)
+        }
+    }
+}
