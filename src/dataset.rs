@@ -11,7 +11,7 @@ use crate::load::{ReadOptions, Source};
 use crate::sampling::SlotCategoryCounts;
 use crate::stats::TableStats;
 use crate::view::{DensityGrid, density_grid};
-use anyhow::bail;
+use crate::{Error, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -46,15 +46,29 @@ impl Dataset {
     }
 }
 
-/// Loads files: curated items are read as they are, raw metadata is curated. Fails (keeping
-/// nothing) when no item comes out; line problems are in the report.
-pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> anyhow::Result<Dataset> {
+/// Items read by [`open_paths`], before anything is derived from them.
+pub struct Opened {
+    /// The file names, joined.
+    pub name: String,
+    /// The items of all files, in order.
+    pub table: ItemTable,
+    /// How reading and curating went (item files count as kept and malformed rows).
+    pub report: CurationReport,
+    /// [`ItemsFile::malformed_report`] of each item file that had bad rows.
+    pub malformed_reports: Vec<String>,
+}
+
+/// Opens files of any supported kind: files of curated items are read as they are (through the
+/// one reader, [`ItemsFile`]), raw metadata (JSON lines, gzip, Parquet, raw or Hugging Face row
+/// form) is curated by the original rules. The app, the CLI and the trainer open their inputs
+/// with it. Fails when no item comes out (line problems are in the report).
+pub fn open_paths(paths: &[PathBuf], ctx: &JobCtx) -> Result<Opened> {
     if paths.is_empty() {
-        bail!("no file given");
+        return Err(Error::InvalidInput("no file given".into()));
     }
     for p in paths {
         if !p.exists() {
-            bail!("{}: no such file", p.display());
+            return Err(Error::InvalidInput(format!("{}: no such file", p.display())));
         }
     }
     let name = paths
@@ -66,10 +80,12 @@ pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> anyhow::Result<Dataset> {
     let mut raw = Vec::new();
     let mut table = ItemTable::new();
     let mut report = CurationReport::default();
+    let mut malformed_reports = Vec::new();
     for p in paths {
         if is_items_file(p)? {
             let file = ItemsFile::read(p, ctx)?;
             report.absorb_items_file(&file);
+            malformed_reports.extend(file.malformed_report());
             table.extend_from(&file.table);
         } else {
             raw.push(Source::from_path(p, None));
@@ -79,27 +95,33 @@ pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> anyhow::Result<Dataset> {
         let curator = Curator::original()?;
         let (t, rep) = curator.curate_sources(&raw, ReadOptions::default(), ctx)?;
         if rep.cancelled {
-            return Err(crate::Error::Cancelled.into());
+            return Err(Error::Cancelled);
         }
         report.absorb(rep);
         table.extend_from(&t);
     }
     if table.is_empty() {
-        bail!("no items in {name}: {}", report.summary());
+        return Err(Error::InvalidInput(format!("{name} holds no items: {}", report.summary())));
     }
     table.shrink_to_fit();
+    Ok(Opened { name, table, report, malformed_reports })
+}
+
+/// Opens files ([`open_paths`]) and derives the snapshot the app shows.
+pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> Result<Dataset> {
+    let opened = open_paths(paths, ctx)?;
     ctx.report(&Progress { stage: "computing statistics".into(), ..Progress::default() });
-    Ok(Dataset::build(name, false, table, report))
+    Ok(Dataset::build(opened.name, false, opened.table, opened.report))
 }
 
 /// Generates and curates the built-in synthetic demo.
-pub fn load_demo(n_lines: usize, seed: u64, ctx: &JobCtx) -> anyhow::Result<Dataset> {
+pub fn load_demo(n_lines: usize, seed: u64, ctx: &JobCtx) -> Result<Dataset> {
     ctx.report(&Progress { stage: "generating synthetic demo".into(), ..Progress::default() });
     let bytes: Arc<[u8]> = crate::demo::demo_bytes(n_lines, seed).into();
     let source = Source::from_bytes("synthetic-demo.jsonl", bytes, None);
     let (table, report) = Curator::original()?.curate_sources(&[source], ReadOptions::default(), ctx)?;
     if report.cancelled {
-        return Err(crate::Error::Cancelled.into());
+        return Err(Error::Cancelled);
     }
     Ok(Dataset::build(format!("synthetic demo ({n_lines} raw lines, seed {seed})"), true, table, report))
 }

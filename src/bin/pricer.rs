@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand};
 use pricer::curate::{CurateOptions, Curator};
 use pricer::export::{ExportFormat, TextForm};
 use pricer::items::ItemTable;
-use pricer::items_io::ItemsFile;
 use pricer::jobs::{JobCtx, Level, Progress};
 use pricer::load::{ReadOptions, Source};
 use pricer::sampling::{Recipe, Sample, SavedRecipe};
@@ -101,7 +100,7 @@ enum Command {
     },
     /// Print statistics of an items file (counts, price/token/length summaries, categories, price histogram).
     Stats {
-        /// items.jsonl or items.parquet.
+        /// items.jsonl or items.parquet (or raw metadata, curated first).
         items: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -112,7 +111,7 @@ enum Command {
     },
     /// Balance, shuffle and split items by a recipe, and export train and test files.
     Sample {
-        /// items.jsonl or items.parquet.
+        /// items.jsonl or items.parquet (or raw metadata, curated first).
         items: PathBuf,
         /// original (slots of $1, cap 1200 below $240, Automotive 1 / others 5) or lite (Appliances only).
         #[arg(long, default_value = "original")]
@@ -138,7 +137,7 @@ enum Command {
     },
     /// Export all items of a file in a training format.
     Export {
-        /// items.jsonl or items.parquet.
+        /// items.jsonl or items.parquet (or raw metadata, curated first).
         items: PathBuf,
         /// parquet | jsonl | openai | csv.
         #[arg(long)]
@@ -277,14 +276,19 @@ fn stderr_progress() -> JobCtx {
     })
 }
 
-/// Reads an items file through the shared reader; malformed lines are reported as warnings.
+/// Opens an items file (or raw metadata, curated) through the loader the app and the trainer
+/// use; malformed lines are reported as warnings.
 fn load_items(path: &Path) -> Result<ItemTable> {
     let ctx = stderr_progress();
-    let file = ItemsFile::read(path, &ctx).with_context(|| format!("reading {}", path.display()))?;
-    if let Some(report) = file.malformed_report() {
-        ctx.log(Level::Warning, &report);
+    let opened =
+        pricer::dataset::open_paths(&[path.to_owned()], &ctx).with_context(|| format!("reading {}", path.display()))?;
+    for report in &opened.malformed_reports {
+        ctx.log(Level::Warning, report);
     }
-    Ok(file.table)
+    if opened.malformed_reports.is_empty() && opened.report.lines_read > opened.report.kept {
+        ctx.log(Level::Info, &format!("{}: {}", path.display(), opened.report.summary()));
+    }
+    Ok(opened.table)
 }
 
 fn parse_decode(s: &str) -> std::result::Result<pricer::finetune::Decode, String> {

@@ -59,7 +59,7 @@ impl AdamW {
             map.insert(format!("exp_avg.{i:05}"), m.clone());
             map.insert(format!("exp_avg_sq.{i:05}"), v.clone());
         }
-        let bytes = safetensors_bytes(&map).map_err(Error::Model)?;
+        let bytes = safetensors_bytes(&map)?;
         write_atomic_bytes(path, &bytes)
     }
 

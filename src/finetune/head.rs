@@ -50,7 +50,7 @@ impl RegHead {
         let mut m = HashMap::new();
         m.insert("price_head.weight".to_owned(), self.w.as_tensor().clone());
         m.insert("price_head.bias".to_owned(), self.b.as_tensor().clone());
-        let bytes = safetensors_bytes(&m).map_err(Error::Model)?;
+        let bytes = safetensors_bytes(&m)?;
         write_atomic_bytes(&dir.join("price_head.safetensors"), &bytes)?;
         let meta = serde_json::json!({"target": "standardised ln(price + 1)", "mean": self.mean, "std": self.std});
         write_atomic_bytes(&dir.join("price_head.json"), meta.to_string().as_bytes())

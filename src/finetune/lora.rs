@@ -175,7 +175,7 @@ impl Lora {
 
     /// Writes `adapter_model.safetensors` and `adapter_config.json` into `dir`.
     pub fn save_peft(&self, dir: &Path, base_model: &str, model_cfg: &LlamaConfig) -> Result<()> {
-        let bytes = safetensors_bytes(&self.peft_tensors()).map_err(Error::Model)?;
+        let bytes = safetensors_bytes(&self.peft_tensors())?;
         crate::atomic::write_atomic(&dir.join("adapter_model.safetensors"), |w| w.write_all(&bytes))?;
         let config = serde_json::json!({
             "peft_type": "LORA",

@@ -307,7 +307,7 @@ impl Model {
         }
         let st = dir.join("model.safetensors");
         crate::atomic::write_atomic(&st, |w| {
-            let bytes = safetensors_bytes(&map).map_err(std::io::Error::other)?;
+            let bytes = safetensors_bytes(&map).map_err(|e| std::io::Error::other(e.to_string()))?;
             w.write_all(&bytes)
         })?;
         crate::atomic::write_atomic(&dir.join("config.json"), |w| w.write_all(self.cfg.to_hf_json().as_bytes()))?;

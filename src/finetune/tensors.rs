@@ -4,15 +4,15 @@ use candle_core::{DType, Tensor};
 use std::collections::HashMap;
 
 /// Serializes named f32 tensors in the safetensors format (keys sorted).
-pub fn safetensors_bytes(map: &HashMap<String, Tensor>) -> std::result::Result<Vec<u8>, String> {
+pub fn safetensors_bytes(map: &HashMap<String, Tensor>) -> crate::Result<Vec<u8>> {
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort();
     let mut header = serde_json::Map::new();
     let mut data: Vec<u8> = Vec::new();
     for k in keys {
         let t = &map[k];
-        let t = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).map_err(|e| e.to_string())?;
-        let v = t.to_vec1::<f32>().map_err(|e| e.to_string())?;
+        let t = t.to_dtype(DType::F32).and_then(|t| t.flatten_all())?;
+        let v = t.to_vec1::<f32>()?;
         let start = data.len();
         for x in &v {
             data.extend_from_slice(&x.to_le_bytes());
@@ -22,7 +22,7 @@ pub fn safetensors_bytes(map: &HashMap<String, Tensor>) -> std::result::Result<V
             serde_json::json!({"dtype": "F32", "shape": map[k].dims(), "data_offsets": [start, data.len()]}),
         );
     }
-    let mut h = serde_json::to_string(&header).map_err(|e| e.to_string())?.into_bytes();
+    let mut h = serde_json::to_string(&header).map_err(|e| crate::Error::Model(e.to_string()))?.into_bytes();
     while h.len() % 8 != 0 {
         h.push(b' ');
     }

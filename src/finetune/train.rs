@@ -11,7 +11,6 @@ use super::lora::Lora;
 use super::model::Model;
 use super::run::{self, MetricRow, RunState, RunStatus, TrainerState, files};
 use super::tokenize::{Example, encode_prompt};
-use crate::items_io::ItemsFile;
 use crate::jobs::{JobCtx, Level, Progress};
 use crate::{Error, Result};
 use candle_core::{Tensor, Var};
@@ -21,16 +20,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Reads the items of a file as `(prompt, price)` pairs through the shared reader; malformed
-/// lines are skipped and reported (count and the first ones with their line numbers) to the
-/// run's log and the job's sink.
+/// Reads the items of a file as `(prompt, price)` pairs through the loader the app and the CLI
+/// use (item files as they are, raw metadata curated); malformed lines are skipped and reported
+/// (count and the first ones with their line numbers) to the run's log and the job's sink.
 fn read_pairs(path: &Path, log: &mut impl Write, ctx: &JobCtx) -> Result<Vec<(String, f64)>> {
-    let file = ItemsFile::read(path, ctx)?;
-    if let Some(report) = file.malformed_report() {
+    let opened = crate::dataset::open_paths(&[path.to_owned()], ctx)?;
+    for report in &opened.malformed_reports {
         let _ = writeln!(log, "{report}");
-        ctx.log(Level::Warning, &report);
+        ctx.log(Level::Warning, report);
     }
-    Ok(file.table.iter().map(|r| (r.prompt.to_owned(), r.price)).collect())
+    if opened.report.malformed > 0 && opened.malformed_reports.is_empty() {
+        let summary = format!("{}: {}", path.display(), opened.report.summary());
+        let _ = writeln!(log, "{summary}");
+        ctx.log(Level::Warning, &summary);
+    }
+    Ok(opened.table.iter().map(|r| (r.prompt.to_owned(), r.price)).collect())
 }
 
 /// A training run in memory.
