@@ -44,8 +44,10 @@ pub enum Command {
 
 /// What the tab's jobs hand back.
 enum Done {
-    Sampled(Arc<Sample>),
-    Exported(Arc<Sample>, SampleOutcome),
+    /// A sample of the dataset named by the pointer.
+    Sampled(usize, Arc<Sample>),
+    /// Files written from a sample of the dataset named by the pointer.
+    Exported(usize, Arc<Sample>, SampleOutcome),
     RecipeLoaded(PathBuf, Box<SavedRecipe>, bool),
 }
 
@@ -138,7 +140,11 @@ impl TabView for SamplingTab {
     fn job_done(&mut self, output: JobOutput, secs: f64, ctx: &mut TabCtx<'_>) {
         let Ok(done) = output.downcast::<Done>() else { return };
         match *done {
-            Done::Sampled(s) => {
+            Done::Sampled(of, s) => {
+                if ctx.data.map(|d| Arc::as_ptr(d) as usize) != Some(of) {
+                    ctx.log(Level::Info, "sample drawn from a dataset no longer shown: dropped");
+                    return;
+                }
                 ctx.log(
                     Level::Info,
                     format!(
@@ -150,7 +156,7 @@ impl TabView for SamplingTab {
                 );
                 self.applied = Some(s);
             }
-            Done::Exported(sample, out) => {
+            Done::Exported(of, sample, out) => {
                 let files: Vec<String> = out.files.iter().map(|p| p.display().to_string()).collect();
                 ctx.log(
                     Level::Info,
@@ -162,7 +168,9 @@ impl TabView for SamplingTab {
                     ),
                 );
                 ctx.actions.push(super::Action::UseExport(out.files.clone()));
-                self.applied = Some(sample);
+                if ctx.data.map(|d| Arc::as_ptr(d) as usize) == Some(of) {
+                    self.applied = Some(sample);
+                }
                 self.last_export = Some(out);
             }
             Done::RecipeLoaded(path, saved, same_data) => {
@@ -197,7 +205,8 @@ impl SamplingTab {
                 let (data, recipe) = (data.clone(), self.recipe.clone());
                 ctx.start_job("drawing the sample", move |job| {
                     job.check()?;
-                    Ok(Done::Sampled(Arc::new(Sample::draw(&data.table, &recipe))))
+                    let of = Arc::as_ptr(&data) as usize;
+                    Ok(Done::Sampled(of, Arc::new(Sample::draw(&data.table, &recipe))))
                 });
             }
             Command::Export(format, dir) => {
@@ -211,7 +220,7 @@ impl SamplingTab {
                     let sample = applied.unwrap_or_else(|| Arc::new(Sample::draw(&data.table, &recipe)));
                     job.check()?;
                     let out = sample.export(&data.table, &dir, format, &PathBuf::from(&data.name))?;
-                    Ok(Done::Exported(sample, out))
+                    Ok(Done::Exported(Arc::as_ptr(&data) as usize, sample, out))
                 });
             }
             Command::LoadRecipe(path) => {

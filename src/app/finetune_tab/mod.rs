@@ -1,0 +1,332 @@
+//! The Fine-tune tab: a validated form for a training run (data, model, LoRA and optimizer
+//! settings with the design.md §7 defaults, memory estimate), launching `pricer train` as a
+//! separate process, live curves read from the run folders (raw train loss with EMA smoothing,
+//! validation loss, learning rate, tokens/s, ETA, memory), the log tail, Stop and Resume, the
+//! list of runs with several overlaid and their config differences, and "Evaluate checkpoint"
+//! with the Tester's report and scatter.
+//!
+//! `mod.rs` holds the state, the commands and the work done in `logic`; `form`, `runs` and
+//! `evaluate` draw the three parts of the tab.
+
+mod evaluate;
+mod form;
+mod runs;
+
+use super::settings::FinetuneSettings;
+use super::tabs::{JobOutput, Tab, TabCtx, TabView};
+use crate::finetune::LlamaConfig;
+use crate::finetune::config::TrainConfig;
+use crate::finetune::run::{self, EvalSummary, RunSnapshot};
+use crate::finetune::supervisor::{TrainerProcess, trainer_program};
+use crate::jobs::Level;
+use egui::{RichText, Ui};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What the tab's controls ask for, carried out in `logic` (never inside `ui`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Start a new run with the form's settings.
+    Launch,
+    /// Stop the run started from here after its current step.
+    StopRunning,
+    /// Stop a run by its folder (one running elsewhere).
+    Stop(PathBuf),
+    /// Continue a run from its last checkpoint.
+    Resume(PathBuf),
+    /// Score a checkpoint on the first `n` test items.
+    Evaluate {
+        /// Run folder.
+        run: PathBuf,
+        /// Checkpoint folder.
+        checkpoint: PathBuf,
+        /// Test items.
+        test: PathBuf,
+        /// Items scored.
+        n: usize,
+    },
+    /// Read the runs folder again.
+    Rescan,
+}
+
+/// Model facts for the form (architecture, memory estimate), read in `logic` per model string.
+struct ModelInfo {
+    model: String,
+    /// The architecture, or the error and whether the file is missing.
+    result: Result<LlamaConfig, (String, bool)>,
+}
+
+/// State of the Fine-tune tab.
+pub struct FinetuneTab {
+    /// The form.
+    pub form: TrainConfig,
+    /// Test items for "Evaluate checkpoint".
+    pub test_file: String,
+    /// Items scored by an evaluation.
+    pub eval_n: usize,
+    /// Runs found in the runs folder.
+    pub runs: Vec<RunSnapshot>,
+    /// Runs overlaid in the charts (by folder).
+    pub shown: BTreeSet<PathBuf>,
+    /// The run whose details are shown.
+    pub selected: Option<usize>,
+    /// EMA smoothing of the train loss (0 = none).
+    pub smoothing: f64,
+    /// Log-scale loss axis.
+    pub log_y: bool,
+    /// The trainer started from here.
+    pub running: Option<TrainerProcess>,
+    /// Checkpoint picked for evaluation.
+    pub eval_checkpoint: Option<PathBuf>,
+    /// The program started for `train` (default: [`trainer_program`]).
+    pub trainer: Option<PathBuf>,
+    /// Commands queued by the controls.
+    pub commands: Vec<Command>,
+    model_info: Option<ModelInfo>,
+    last_scan: Option<Instant>,
+}
+
+impl Default for FinetuneTab {
+    fn default() -> Self {
+        Self {
+            form: TrainConfig::default(),
+            test_file: String::new(),
+            eval_n: 250,
+            runs: vec![],
+            shown: BTreeSet::new(),
+            selected: None,
+            smoothing: 0.6,
+            log_y: false,
+            running: None,
+            eval_checkpoint: None,
+            trainer: None,
+            commands: vec![],
+            model_info: None,
+            last_scan: None,
+        }
+    }
+}
+
+impl TabView for FinetuneTab {
+    fn needs_data(&self) -> bool {
+        false
+    }
+
+    fn logic(&mut self, ctx: &mut TabCtx<'_>) {
+        for command in std::mem::take(&mut self.commands) {
+            self.run(command, ctx);
+        }
+        if let Some(r) = &mut self.running
+            && let Some(exit) = r.poll()
+        {
+            let dir = r.run_dir.clone();
+            let secs = r.elapsed_secs();
+            self.running = None;
+            if exit.success {
+                ctx.log(Level::Info, format!("training process ended after {secs:.0}s: {}", dir.display()));
+            } else {
+                ctx.log(
+                    Level::Error,
+                    format!(
+                        "training process failed ({}); its checkpoints and log are kept\n{}",
+                        exit.status,
+                        exit.output_tail.join("\n")
+                    ),
+                );
+            }
+            self.scan(true);
+        }
+        if ctx.settings.tab == Tab::Finetune || self.is_training() {
+            self.scan(false);
+            self.refresh_model_info();
+        }
+        if self.is_training() {
+            ctx.repaint_within(std::time::Duration::from_millis(500));
+        }
+    }
+
+    fn ui(&mut self, ui: &mut Ui, ctx: &mut TabCtx<'_>) {
+        let job_running = ctx.busy();
+        egui::Panel::left("finetune_form").resizable(true).default_size(340.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.form_ui(ui));
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+                self.runs_ui(ui);
+                ui.separator();
+                self.curves_ui(ui);
+                ui.separator();
+                ui.columns(2, |cols| {
+                    if let Some(r) = self.selected.and_then(|i| self.runs.get(i)) {
+                        let ui = &mut cols[0];
+                        egui::CollapsingHeader::new(format!("Log of {}", r.name)).default_open(true).show(ui, |ui| {
+                            for l in &r.log_tail {
+                                ui.add(egui::Label::new(RichText::new(l).monospace().small()).truncate());
+                            }
+                        });
+                    }
+                    self.eval_ui(&mut cols[1], job_running);
+                });
+            });
+        });
+    }
+
+    /// Commands wait for the next `logic`.
+    fn is_busy(&self) -> bool {
+        !self.commands.is_empty()
+    }
+
+    fn job_done(&mut self, output: JobOutput, secs: f64, ctx: &mut TabCtx<'_>) {
+        let Ok(summary) = output.downcast::<EvalSummary>() else { return };
+        ctx.log(
+            Level::Info,
+            format!("{} ({} items, decode {}, {secs:.1}s)", summary.line, summary.n, summary.decode.name()),
+        );
+        self.scan(true);
+    }
+}
+
+impl FinetuneTab {
+    /// Takes the persisted part of the state.
+    pub fn restore(&mut self, saved: &FinetuneSettings) {
+        if let Some(dir) = &saved.runs_dir {
+            self.form.runs_dir = dir.clone();
+        }
+        self.test_file = saved.eval_test_file.clone();
+    }
+
+    /// Writes the persisted part of the state.
+    pub fn persist(&self, saved: &mut FinetuneSettings) {
+        saved.runs_dir = Some(self.form.runs_dir.clone());
+        saved.eval_test_file = self.test_file.clone();
+    }
+
+    /// Fills the data fields from a Sampling export (train file, test file) when the form has no
+    /// training data yet.
+    pub fn use_export(&mut self, files: &[PathBuf]) {
+        if !self.form.train.as_os_str().is_empty() {
+            return;
+        }
+        let find =
+            |stem: &str| files.iter().find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy().starts_with(stem)));
+        if let Some(train) = find("train") {
+            self.form.train = train.clone();
+        }
+        if let Some(test) = find("test") {
+            self.test_file = test.display().to_string();
+        }
+    }
+
+    /// Queues a command (as the controls do); it runs in the next `logic`.
+    pub fn queue(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    fn run(&mut self, command: Command, ctx: &mut TabCtx<'_>) {
+        match command {
+            Command::Launch => match self.launch() {
+                Ok(dir) => ctx.log(Level::Info, format!("training started: {}", dir.display())),
+                Err(e) => ctx.log(Level::Error, format!("could not launch: {e}")),
+            },
+            Command::StopRunning => match self.running.as_ref().map(TrainerProcess::stop) {
+                Some(Ok(())) => ctx.log(Level::Info, "stop requested: the run ends after this step"),
+                Some(Err(e)) => ctx.log(Level::Error, format!("could not stop: {e}")),
+                None => ctx.log(Level::Error, "no run in progress"),
+            },
+            Command::Stop(dir) => {
+                if let Err(e) = run::request_stop(&dir) {
+                    ctx.log(Level::Error, format!("could not stop: {e}"));
+                }
+            }
+            Command::Resume(dir) => match self.resume(&dir) {
+                Ok(()) => ctx.log(Level::Info, format!("resuming {}", dir.display())),
+                Err(e) => ctx.log(Level::Error, format!("could not resume: {e}")),
+            },
+            Command::Evaluate { run, checkpoint, test, n } => {
+                ctx.start_job("evaluate checkpoint", move |job| {
+                    Ok(crate::finetune::predict::evaluate_run(&run, Some(&checkpoint), &test, n, None, job)?)
+                });
+            }
+            Command::Rescan => self.scan(true),
+        }
+    }
+
+    /// Re-reads the runs folder (at most once a second unless `force`).
+    pub fn scan(&mut self, force: bool) {
+        if !force && self.last_scan.is_some_and(|t| t.elapsed().as_secs_f32() < 1.0) {
+            return;
+        }
+        self.last_scan = Some(Instant::now());
+        let found = run::list_runs(&self.form.runs_dir);
+        let selected_dir = self.selected.and_then(|i| self.runs.get(i)).map(|r| r.dir.clone());
+        let mut runs = vec![];
+        for d in found {
+            match self.runs.iter().position(|r| r.dir == d) {
+                Some(i) => {
+                    let mut r = self.runs.swap_remove(i);
+                    r.refresh();
+                    runs.push(r);
+                }
+                None => runs.push(RunSnapshot::read(&d)),
+            }
+        }
+        self.runs = runs;
+        self.selected = selected_dir.and_then(|d| self.runs.iter().position(|r| r.dir == d));
+        if self.selected.is_none() && !self.runs.is_empty() {
+            self.selected = Some(self.runs.len() - 1);
+            if let Some(r) = self.runs.last() {
+                self.shown.insert(r.dir.clone());
+            }
+        }
+    }
+
+    /// Whether a trainer process runs.
+    pub fn is_training(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Starts a new run with the form's settings.
+    pub fn launch(&mut self) -> crate::Result<PathBuf> {
+        if self.running.is_some() {
+            return Err(crate::Error::InvalidInput("a run is already in progress: stop it first".into()));
+        }
+        let program = self.trainer.clone().unwrap_or_else(trainer_program);
+        let process = TrainerProcess::launch(&program, &self.form)?;
+        let run_dir = process.run_dir.clone();
+        self.running = Some(process);
+        self.form.name = None;
+        self.shown.clear();
+        self.scan(true);
+        let abs = std::fs::canonicalize(&run_dir).unwrap_or_else(|_| run_dir.clone());
+        if let Some(i) = self.runs.iter().position(|r| r.dir == run_dir || r.dir == abs) {
+            self.selected = Some(i);
+            self.shown.insert(self.runs[i].dir.clone());
+        }
+        Ok(run_dir)
+    }
+
+    /// Continues a run from its last checkpoint in a new process.
+    pub fn resume(&mut self, dir: &Path) -> crate::Result<()> {
+        if self.running.is_some() {
+            return Err(crate::Error::InvalidInput("a run is already in progress".into()));
+        }
+        let program = self.trainer.clone().unwrap_or_else(trainer_program);
+        self.running = Some(TrainerProcess::resume(&program, dir)?);
+        Ok(())
+    }
+
+    /// Reads the model's architecture when the model field changed (a GGUF header or a
+    /// `config.json`: milliseconds).
+    fn refresh_model_info(&mut self) {
+        if self.model_info.as_ref().is_some_and(|m| m.model == self.form.model) {
+            return;
+        }
+        let result = crate::finetune::model::peek_config(&self.form.model).map_err(|e| {
+            let missing =
+                matches!(&e, crate::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+            (e.to_string(), missing)
+        });
+        self.model_info = Some(ModelInfo { model: self.form.model.clone(), result });
+    }
+}
