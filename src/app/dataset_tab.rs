@@ -133,7 +133,7 @@ impl DatasetTab {
             .resizable(true)
             .sense(egui::Sense::click())
             .column(Column::exact(70.0))
-            .column(Column::remainder().at_least(200.0).clip(true))
+            .column(Column::remainder().at_least(200.0).clip(true).resizable(false))
             .column(Column::initial(170.0).clip(true))
             .column(Column::exact(80.0))
             .column(Column::exact(60.0))

@@ -80,6 +80,11 @@ fn main() -> eframe::Result {
         .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
         .unwrap_or((1440.0, 900.0));
     let fresh = screenshot.is_some();
+    let screenshot_state = std::env::temp_dir().join("pricer-studio-screenshot-state");
+    if fresh {
+        // Start every screenshot from defaults, not from what the last one left (column widths…).
+        let _ = std::fs::remove_file(&screenshot_state).or_else(|_| std::fs::remove_dir_all(&screenshot_state));
+    }
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([w, h])
@@ -87,7 +92,7 @@ fn main() -> eframe::Result {
             .with_title("Pricer Studio")
             .with_drag_and_drop(true),
         persist_window: !fresh,
-        persistence_path: if fresh { Some(std::env::temp_dir().join("pricer-studio-screenshot-state")) } else { None },
+        persistence_path: if fresh { Some(screenshot_state) } else { None },
         ..Default::default()
     };
     eframe::run_native(

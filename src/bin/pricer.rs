@@ -264,9 +264,10 @@ fn stderr_progress() -> JobCtx {
             return;
         }
         *last = Instant::now();
+        let items = if p.n_items > 0 { format!(" ({} items)", p.n_items) } else { String::new() };
         match p.fraction() {
-            Some(f) => eprintln!("{}: {:5.1}% ({} items)", p.stage, f * 100.0, p.n_items),
-            None => eprintln!("{}: {} ({} items)", p.stage, p.done, p.n_items),
+            Some(f) => eprintln!("{}: {:5.1}%{items}", p.stage, f * 100.0),
+            None => eprintln!("{}: {}{items}", p.stage, p.done),
         }
     })
     .with_log(|level, text| match level {
