@@ -172,8 +172,11 @@ fn config_differences_list_only_the_keys_that_differ() {
 fn a_trainer_that_fails_to_start_is_reported_and_its_run_marked_failed() {
     use pricer::finetune::TrainerProcess;
     let tmp = tempfile::tempdir().unwrap();
+    // The trainer loads the model before the data.
+    let Some(model) = crate::common::model_file() else { return };
     let cfg = TrainConfig {
         name: Some("no-data".into()),
+        model: model.display().to_string(),
         train: tmp.path().join("missing.jsonl"),
         runs_dir: tmp.path().join("runs"),
         ..Default::default()
