@@ -6,7 +6,7 @@
 use crate::curate::{CurationReport, Curator};
 use crate::items::ItemTable;
 use crate::items_io::{ItemsFile, is_items_file};
-use crate::jobs::{JobCtx, Progress};
+use crate::jobs::{JobCtx, Level, Progress};
 use crate::load::{ReadOptions, Source};
 use crate::sampling::SlotCategoryCounts;
 use crate::stats::TableStats;
@@ -56,6 +56,21 @@ pub struct Opened {
     pub report: CurationReport,
     /// [`ItemsFile::malformed_report`] of each item file that had bad rows.
     pub malformed_reports: Vec<String>,
+}
+
+impl Opened {
+    /// What to tell the user about the reading: each item file's malformed-row report (a
+    /// warning); else, when curation dropped lines, its summary (a warning when some lines were
+    /// malformed). The CLI prints these, the trainer logs them.
+    pub fn notes(&self) -> Vec<(Level, String)> {
+        let mut notes: Vec<(Level, String)> =
+            self.malformed_reports.iter().map(|r| (Level::Warning, r.clone())).collect();
+        if notes.is_empty() && self.report.lines_read > self.report.kept {
+            let level = if self.report.malformed > 0 { Level::Warning } else { Level::Info };
+            notes.push((level, format!("{}: {}", self.name, self.report.summary())));
+        }
+        notes
+    }
 }
 
 /// Opens files of any supported kind: files of curated items are read as they are (through the

@@ -211,9 +211,9 @@ impl SamplingTab {
             }
             Command::Export(format, dir) => {
                 ctx.settings.sampling.export_dir = Some(dir.clone());
-                // The sample the user applied is what gets written; only without one is it drawn
-                // here (and then kept as the applied one).
-                let applied = self.applied.clone().filter(|s| s.source_items == data.table.len());
+                // The sample the user applied is what gets written (a new dataset clears it); only
+                // without one is it drawn here (and then kept as the applied one).
+                let applied = self.applied.clone();
                 let (data, recipe) = (data.clone(), self.recipe.clone());
                 ctx.start_job("exporting", move |job| {
                     job.check()?;

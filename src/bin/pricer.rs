@@ -283,11 +283,8 @@ fn load_items(path: &Path) -> Result<ItemTable> {
     let ctx = stderr_progress();
     let opened =
         pricer::dataset::open_paths(&[path.to_owned()], &ctx).with_context(|| format!("reading {}", path.display()))?;
-    for report in &opened.malformed_reports {
-        ctx.log(Level::Warning, report);
-    }
-    if opened.malformed_reports.is_empty() && opened.report.lines_read > opened.report.kept {
-        ctx.log(Level::Info, &format!("{}: {}", path.display(), opened.report.summary()));
+    for (level, note) in opened.notes() {
+        ctx.log(level, &note);
     }
     Ok(opened.table)
 }

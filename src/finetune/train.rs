@@ -25,14 +25,9 @@ use std::time::Instant;
 /// (count and the first ones with their line numbers) to the run's log and the job's sink.
 fn read_pairs(path: &Path, log: &mut impl Write, ctx: &JobCtx) -> Result<Vec<(String, f64)>> {
     let opened = crate::dataset::open_paths(&[path.to_owned()], ctx)?;
-    for report in &opened.malformed_reports {
-        let _ = writeln!(log, "{report}");
-        ctx.log(Level::Warning, report);
-    }
-    if opened.report.malformed > 0 && opened.malformed_reports.is_empty() {
-        let summary = format!("{}: {}", path.display(), opened.report.summary());
-        let _ = writeln!(log, "{summary}");
-        ctx.log(Level::Warning, &summary);
+    for (level, note) in opened.notes() {
+        let _ = writeln!(log, "{note}");
+        ctx.log(level, &note);
     }
     Ok(opened.table.iter().map(|r| (r.prompt.to_owned(), r.price)).collect())
 }

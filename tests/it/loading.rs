@@ -173,3 +173,24 @@ fn cancellation_stops_between_chunks_and_keeps_what_was_curated() {
     assert!(rep.lines_read < 3000);
     assert_eq!(t.len() as u64, rep.kept);
 }
+
+#[test]
+fn opening_reports_item_file_rows_or_the_curation_summary() {
+    use pricer::jobs::Level;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw.jsonl");
+    let mut bytes = pricer::demo::demo_bytes(300, 42);
+    bytes.extend_from_slice(b"{not json\n");
+    std::fs::write(&raw, &bytes).unwrap();
+    let opened = pricer::dataset::open_paths(std::slice::from_ref(&raw), &Default::default()).unwrap();
+    let notes = opened.notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].0, Level::Warning);
+    assert!(notes[0].1.starts_with("raw.jsonl: ") && notes[0].1.contains("1 malformed"), "{notes:?}");
+    // Curated items written back and read as they are: nothing to say.
+    let items = dir.path().join("items.jsonl");
+    pricer::items_io::write_items(&opened.table, &items).unwrap();
+    let again = pricer::dataset::open_paths(&[items], &Default::default()).unwrap();
+    assert!(again.notes().is_empty());
+    assert_eq!(again.table.len(), opened.table.len());
+}
