@@ -125,12 +125,12 @@ impl PricerApp {
         }
     }
 
-    /// Runs `f` with a tab and its context.
-    fn with_tab<R>(
+    /// Runs `f` with a tab and its context; returns when the tab asked to be polled again.
+    fn with_tab(
         &mut self,
         tab: Tab,
-        f: impl FnOnce(&mut dyn tabs::TabView, &mut TabCtx<'_>) -> R,
-    ) -> (R, Option<std::time::Duration>) {
+        f: impl FnOnce(&mut dyn tabs::TabView, &mut TabCtx<'_>),
+    ) -> Option<std::time::Duration> {
         let data = self.data.clone();
         let mut ctx = TabCtx {
             tab,
@@ -142,9 +142,8 @@ impl PricerApp {
             wake: &self.wake,
             repaint_after: None,
         };
-        let r = f(self.tabs.get_mut(tab), &mut ctx);
-        let after = ctx.repaint_after;
-        (r, after)
+        f(self.tabs.get_mut(tab), &mut ctx);
+        ctx.repaint_after
     }
 
     /// Per-frame work that draws nothing: finished jobs, tabs' logic, file dialogs, drops.
@@ -167,8 +166,7 @@ impl PricerApp {
             self.actions.push(Action::Load(dropped));
         }
         for &tab in Tab::ALL {
-            let ((), after) = self.with_tab(tab, |t, c| t.logic(c));
-            if let Some(after) = after {
+            if let Some(after) = self.with_tab(tab, |t, c| t.logic(c)) {
                 ctx.request_repaint_after(after);
             }
         }
