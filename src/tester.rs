@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Colour class of one prediction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Colour {
     /// `error < 40` or `error/truth < 0.2` (a hit).

@@ -31,8 +31,28 @@ pub fn is_py_digit(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_digit();
     }
+    in_ranges(PY_DIGIT_RANGES, c)
+}
+
+/// Python `re` `\w` (on a `str` pattern) for one character.
+pub fn is_py_word(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || c == '_';
+    }
+    in_ranges(crate::unicode_tables::PY_WORD_RANGES, c)
+}
+
+/// Python `re` `\d` (on a `str` pattern) for one character.
+pub fn is_py_decimal(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_digit();
+    }
+    in_ranges(crate::unicode_tables::PY_DECIMAL_RANGES, c)
+}
+
+fn in_ranges(ranges: &[(u32, u32)], c: char) -> bool {
     let cp = c as u32;
-    PY_DIGIT_RANGES
+    ranges
         .binary_search_by(|&(lo, hi)| {
             if hi < cp {
                 std::cmp::Ordering::Less

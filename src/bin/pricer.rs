@@ -224,6 +224,84 @@ enum Command {
         #[arg(long, value_parser = parse_decode)]
         decode: Option<pricer::finetune::Decode>,
     },
+    /// Fit a pricer on training items, price test items, score them with the Tester and save the
+    /// evaluation (JSON: the pricer's full spec, file digests, every item, every metric).
+    ///
+    /// PRICER is one of: random, constant, features-lr, bow-lr, word2vec-lr, word2vec-svr,
+    /// word2vec-rf, embed-knn, embed-rf, chat:MODEL@BASE_URL, run:RUN_DIR[:CHECKPOINT],
+    /// import:FILE, human:FILE, ensemble:EVAL,EVAL,... An interrupted evaluation continues where
+    /// it stopped when run again with the same --out.
+    Price {
+        /// The pricer (see above).
+        #[arg(long)]
+        pricer: String,
+        /// Training items (curated items file), for pricers that fit.
+        #[arg(long)]
+        train: Option<PathBuf>,
+        /// Test items (curated items file).
+        #[arg(long)]
+        test: PathBuf,
+        /// Items priced.
+        #[arg(long, default_value_t = 250)]
+        size: usize,
+        /// First test item priced (the ensemble's members are evaluated on its fitting items too).
+        #[arg(long, default_value_t = 0)]
+        start: usize,
+        /// Evaluation file written.
+        #[arg(long)]
+        out: PathBuf,
+        /// Per-item CSV written.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Report title (default: from the pricer).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        opts: Box<PricerOpts>,
+    },
+    /// Compare evaluations: one row per pricer sorted by error, on the items they share.
+    Compare {
+        /// Evaluation files (from `pricer price`, `pricer eval`, or a run folder's eval-*.json).
+        #[arg(required = true)]
+        evals: Vec<PathBuf>,
+        /// Add a breakdown by `category` or `price-band`.
+        #[arg(long)]
+        by: Option<String>,
+        /// Write one row per item with every pricer's guess and error.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Embed items' descriptions with the sentence embedder (fills its cache; prints texts/s).
+    Embed {
+        /// Items file.
+        #[arg(long)]
+        items: PathBuf,
+        /// Items embedded (the first N).
+        #[arg(long, default_value_t = 2000)]
+        size: usize,
+        /// Embedder folder (default: the fetched all-MiniLM-L6-v2).
+        #[arg(long)]
+        embedder: Option<String>,
+        /// Compute every vector (no cache read or written), e.g. to measure throughput.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Write test prompts to a CSV for a person to price (fill in `guess`, then
+    /// `pricer price --pricer human:FILE`).
+    HumanCsv {
+        /// Test items.
+        #[arg(long)]
+        test: PathBuf,
+        /// Items written.
+        #[arg(long, default_value_t = 250)]
+        size: usize,
+        /// First item written.
+        #[arg(long, default_value_t = 0)]
+        start: usize,
+        /// The CSV.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Download raw category files of McAuley-Lab/Amazon-Reviews-2023 from the Hugging Face Hub.
     ///
     /// Uses the standard cache (HF_HOME), HF_ENDPOINT and HF_TOKEN; a partial download resumes.
@@ -256,6 +334,74 @@ fn main() {
 }
 
 /// Prints throttled progress and every log line to stderr.
+/// The options of `pricer price` beside the pricer's name (see `pricers::spec::SpecOptions`).
+#[derive(clap::Args)]
+struct PricerOpts {
+    /// Seed (random, word2vec, SVR, forests).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Neighbours of embed-knn.
+    #[arg(long)]
+    k: Option<usize>,
+    /// embed-knn weights neighbours by 1/distance.
+    #[arg(long)]
+    distance_weighted: bool,
+    /// Trees of the random forests.
+    #[arg(long)]
+    trees: Option<usize>,
+    /// Sentence-embedder folder (default: the fetched all-MiniLM-L6-v2).
+    #[arg(long)]
+    embedder: Option<String>,
+    /// Chat: environment variable holding the API key (the key is never written anywhere).
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// Chat: retrieve K similar training items as context (the original RAG: 5).
+    #[arg(long)]
+    rag: Option<usize>,
+    /// Chat: calls in flight.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Chat: name of the reply-length field (max_tokens, or max_completion_tokens).
+    #[arg(long)]
+    max_tokens_field: Option<String>,
+    /// Imported guesses: the guess column.
+    #[arg(long)]
+    guess_column: Option<String>,
+    /// Imported guesses: the index column (join by index).
+    #[arg(long)]
+    index_column: Option<String>,
+    /// Imported guesses: the title column (join by title, or checked).
+    #[arg(long)]
+    title_column: Option<String>,
+    /// Imported guesses: the truth column (checked).
+    #[arg(long)]
+    truth_column: Option<String>,
+    /// Ensemble: test items it is fitted on, A..B (default 1000..1250).
+    #[arg(long)]
+    fit_items: Option<String>,
+}
+
+impl PricerOpts {
+    fn into_options(self) -> Result<pricer::pricers::spec::SpecOptions> {
+        Ok(pricer::pricers::spec::SpecOptions {
+            seed: self.seed,
+            k: self.k,
+            distance_weighted: self.distance_weighted,
+            trees: self.trees,
+            embedder: self.embedder,
+            api_key_env: self.api_key_env,
+            rag: self.rag,
+            concurrency: self.concurrency,
+            max_tokens_field: self.max_tokens_field,
+            guess_column: self.guess_column,
+            index_column: self.index_column,
+            title_column: self.title_column,
+            truth_column: self.truth_column,
+            fit_items: self.fit_items.as_deref().map(pricer::pricers::spec::parse_range).transpose()?,
+        })
+    }
+}
+
 fn stderr_progress() -> JobCtx {
     let last = Arc::new(Mutex::new(Instant::now()));
     JobCtx::with_progress(move |p: &Progress| {
@@ -488,7 +634,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval { run, test, checkpoint, size, decode } => {
-            let s = pricer::finetune::predict::evaluate_run(
+            let e = pricer::pricers::run::evaluate_run(
                 &run,
                 checkpoint.as_deref(),
                 &test,
@@ -496,15 +642,118 @@ fn run(cli: Cli) -> Result<()> {
                 decode,
                 &stderr_progress(),
             )?;
-            print_out(&s.line);
+            print_out(&e.line);
             eprintln!(
-                "{} items, decode {}, {:.1} s ({:.2} s per item); per-item CSV: {}",
-                s.n,
-                s.decode.name(),
-                s.seconds,
-                s.seconds / s.n.max(1) as f64,
-                run.join(format!("eval-{}.csv", s.checkpoint)).display()
+                "{} items, {:.1} s ({:.2} s per item); evaluation and per-item CSV in {}",
+                e.metrics.n,
+                e.predict_seconds,
+                e.predict_seconds / e.metrics.n.max(1) as f64,
+                run.display()
             );
+        }
+        Command::Price { pricer: name, train, test, size, start, out, csv, name: title, opts } => {
+            let spec = pricer::pricers::spec::parse(&name, &opts.into_options()?)?;
+            if spec.needs_train() && train.is_none() {
+                bail!("the {} pricer fits on training items: give --train FILE", spec.kind());
+            }
+            let req = pricer::pricers::engine::Request {
+                spec,
+                name: title,
+                train,
+                test,
+                start,
+                size,
+                out: Some(out.clone()),
+                cache: None,
+            };
+            let e = pricer::pricers::engine::evaluate(&req, &stderr_progress())?;
+            print_out(&e.line);
+            let m = &e.metrics;
+            eprintln!(
+                "n={} RMSE=${:.2} median error=${:.2} R²={:.3} MAPE={:.1}% bias=${:+.2} unparsable={} · fit {:.2}s, predict {:.2}s",
+                m.n, m.rmse, m.median_error, m.r2, m.mape, m.bias, m.unparsable, e.fit_seconds, e.predict_seconds
+            );
+            let fitted = e.fitted.to_string();
+            if !e.fitted.is_null() && fitted.len() <= 800 {
+                eprintln!("fitted: {fitted}");
+            }
+            if let Some(u) = &e.usage {
+                eprintln!(
+                    "chat: {} calls, {} cached, {} retries, {} prompt + {} completion tokens",
+                    u.calls, u.cached, u.retries, u.prompt_tokens, u.completion_tokens
+                );
+            }
+            if let Some(csv) = csv {
+                e.write_csv(&csv)?;
+                eprintln!("per-item CSV: {}", csv.display());
+            }
+            eprintln!("evaluation: {}", out.display());
+        }
+        Command::Compare { evals, by, csv } => {
+            use pricer::pricers::compare;
+            let loaded: Vec<pricer::evaluation::Evaluation> =
+                evals.iter().map(|p| pricer::evaluation::Evaluation::load(p)).collect::<pricer::Result<_>>()?;
+            let c = compare::align(loaded)?;
+            for n in &c.notes {
+                eprintln!("note: {n}");
+            }
+            print_out(&compare_table(&c));
+            if let Some(by) = by {
+                let by = match by.as_str() {
+                    "category" => compare::By::Category,
+                    "price-band" | "band" => compare::By::PriceBand,
+                    other => bail!("unknown breakdown `{other}`: use category or price-band"),
+                };
+                let rows = compare::breakdown(&c, by)?;
+                let mut text = format!(
+                    "\n{:<32} {:<28} {:>5} {:>10} {:>7} {:>7}",
+                    "pricer", "group", "n", "error", "rmsle", "hits"
+                );
+                for r in rows {
+                    text.push_str(&format!(
+                        "\n{:<32} {:<28} {:>5} {:>10.2} {:>7.2} {:>6.1}%",
+                        truncate(&r.pricer, 32),
+                        truncate(&r.group, 28),
+                        r.n,
+                        r.error,
+                        r.rmsle,
+                        r.hits_percent
+                    ));
+                }
+                print_out(&text);
+            }
+            if let Some(csv) = csv {
+                compare::write_items_csv(&c, &csv)?;
+                eprintln!("per-item CSV: {}", csv.display());
+            }
+        }
+        Command::Embed { items, size, embedder, no_cache } => {
+            use pricer::pricers::embed::{Embedder, resolve};
+            let table = load_items(&items)?;
+            let n = size.min(table.len());
+            let dir = resolve(embedder.as_deref().unwrap_or(""));
+            let e = if no_cache {
+                Embedder::load_uncached(&dir)?
+            } else {
+                Embedder::load(&dir, &pricer::pricers::cache_dir())?
+            };
+            let texts: Vec<String> = (0..n).map(|i| pricer::pricers::description(table.get(i).prompt)).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let t0 = Instant::now();
+            let v = e.embed(&refs, &stderr_progress())?;
+            let secs = t0.elapsed().as_secs_f64();
+            print_out(&format!(
+                "{} texts in {secs:.2} s: {:.1} texts/s ({}-d, {})",
+                v.len(),
+                v.len() as f64 / secs,
+                e.dim,
+                e.name
+            ));
+        }
+        Command::HumanCsv { test, size, start, out } => {
+            let table = load_items(&test)?;
+            let n = pricer::pricers::import::write_human_csv(&table, start..start + size, &out)?;
+            print_out(&format!("{n} test prompts written to {}: fill in the guess column", out.display()));
         }
         Command::Download { categories, dir, endpoint, cache_dir } => {
             let categories: Vec<String> = if categories.iter().any(|c| c == "all8") {
@@ -521,6 +770,39 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The comparison table: one row per pricer, best error first.
+fn compare_table(c: &pricer::pricers::compare::Comparison) -> String {
+    let mut text = format!(
+        "{:<32} {:>9} {:>6} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>5} {:>5} {:>8} {:>8}",
+        "pricer", "error", "rmsle", "hits", "rmse", "median", "r2", "mape", "bias", "unp", "n", "fit s", "pred s"
+    );
+    for k in pricer::pricers::compare::by_error(c) {
+        let e = &c.evals[k];
+        let m = &e.metrics;
+        text.push_str(&format!(
+            "\n{:<32} {:>9.2} {:>6.2} {:>5.1}% {:>9.2} {:>9.2} {:>7.3} {:>6.1}% {:>+9.2} {:>5} {:>5} {:>8.2} {:>8.2}",
+            truncate(&e.name, 32),
+            m.error,
+            m.rmsle,
+            m.hits_percent,
+            m.rmse,
+            m.median_error,
+            m.r2,
+            m.mape,
+            m.bias,
+            m.unparsable,
+            m.n,
+            e.fit_seconds,
+            e.predict_seconds
+        ));
+    }
+    text
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_owned() } else { s.chars().take(n - 1).collect::<String>() + "…" }
 }
 
 /// Writes to stdout; a closed pipe (`pricer stats … | head`) is not an error worth a panic.

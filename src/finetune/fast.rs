@@ -55,24 +55,25 @@ fn data(t: &Tensor) -> Result<Data<'_>> {
 
 /// A strided view of a matrix: element `(i, j)` at `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-struct View<'a> {
+pub(crate) struct View<'a> {
     data: &'a [f32],
     rs: usize,
     cs: usize,
 }
 
 /// Row-major `rows × cols` (the row length is the stride).
-fn rm(data: &[f32], cols: usize) -> View<'_> {
+pub(crate) fn rm(data: &[f32], cols: usize) -> View<'_> {
     View { data, rs: cols, cs: 1 }
 }
 
 /// Row-major rows of length `cols` inside a wider buffer whose rows are `stride` apart.
-fn strided(data: &[f32], stride: usize) -> View<'_> {
+pub(crate) fn strided(data: &[f32], stride: usize) -> View<'_> {
     View { data, rs: stride, cs: 1 }
 }
 
 impl View<'_> {
-    fn t(self) -> Self {
+    /// The transpose.
+    pub(crate) fn t(self) -> Self {
         Self { data: self.data, rs: self.cs, cs: self.rs }
     }
 
@@ -83,7 +84,7 @@ impl View<'_> {
 
 /// `c ← (acc ? c : 0) + beta · a · b` with `a` `m × k`, `b` `k × n` and `c` `m × n` (rows `c_rs` apart).
 #[allow(clippy::too_many_arguments, unsafe_code)]
-fn gemm(c: &mut [f32], c_rs: usize, a: View, b: View, m: usize, n: usize, k: usize, acc: bool, beta: f32) {
+pub(crate) fn gemm(c: &mut [f32], c_rs: usize, a: View, b: View, m: usize, n: usize, k: usize, acc: bool, beta: f32) {
     assert!(a.fits(m, k) && b.fits(k, n) && rm(c, c_rs).fits(m, n), "gemm operands out of bounds");
     if m == 0 || n == 0 {
         return;

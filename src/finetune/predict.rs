@@ -1,14 +1,12 @@
 //! Prices from a model (+ adapter, + regression head): the original top-3 weighted decode where
 //! the tokenizer has one token per number, a greedy digit-sequence decode otherwise, or the
-//! regression head; batch evaluation scored by the Tester.
+//! regression head. Evaluating a checkpoint is the pricers' engine (`pricers::run`).
 
 pub use super::decode::Decode;
 use super::head::RegHead;
 use super::lora::Lora;
 use super::model::{KvCache, Model};
-use super::run::{self, EvalSummary};
 use super::tokenize::encode_prompt;
-use crate::tester::TestReport;
 use crate::{Error, Result};
 use candle_core::Tensor;
 use std::path::Path;
@@ -145,95 +143,4 @@ pub fn top_k_weighted(logits: &[f32], k: usize, decode: impl Fn(u32) -> String) 
         }
     }
     probability_weighted_mean(&picked)
-}
-
-/// Result of evaluating a predictor on test items.
-pub struct Evaluation {
-    /// The Tester's report.
-    pub report: TestReport,
-    /// Titles of the scored items, in order.
-    pub titles: Vec<String>,
-    /// Seconds spent predicting.
-    pub seconds: f64,
-}
-
-/// Prices the first `n` items of `test` and scores them with the Tester.
-pub fn evaluate(
-    p: &Predictor,
-    test: &crate::items::ItemTable,
-    n: usize,
-    title: &str,
-    ctx: &crate::jobs::JobCtx,
-) -> Result<Evaluation> {
-    let t0 = std::time::Instant::now();
-    let n = n.min(test.len());
-    let mut pairs = Vec::with_capacity(n);
-    let mut titles = Vec::with_capacity(n);
-    for i in 0..n {
-        ctx.check()?;
-        let item = test.get(i);
-        let guess = p.predict(item.prompt)?;
-        pairs.push((item.price, guess));
-        titles.push(item.title.to_owned());
-        ctx.report(&crate::jobs::Progress {
-            stage: format!("pricing item {}/{n}", i + 1),
-            done: (i + 1) as u64,
-            total: n as u64,
-            n_items: (i + 1) as u64,
-        });
-    }
-    let report = TestReport::new(title, &pairs, n)?;
-    Ok(Evaluation { report, titles, seconds: t0.elapsed().as_secs_f64() })
-}
-
-/// Evaluates a run's checkpoint (the latest when `checkpoint` is `None`) on the first `n` items of
-/// `test`: writes `eval-<checkpoint>.csv` (per item) and `eval-<checkpoint>.json` into the run
-/// folder and returns the summary.
-pub fn evaluate_run(
-    run_dir: &Path,
-    checkpoint: Option<&Path>,
-    test: &Path,
-    n: usize,
-    decode: Option<Decode>,
-    ctx: &crate::jobs::JobCtx,
-) -> Result<EvalSummary> {
-    let cfg = run::read_config(run_dir)?;
-    let ck = match checkpoint {
-        Some(p) => p.to_owned(),
-        None => run::checkpoints(run_dir)
-            .pop()
-            .map(|(_, p)| p)
-            .ok_or_else(|| Error::InvalidInput(format!("{} has no checkpoint yet", run_dir.display())))?,
-    };
-    ctx.report(&crate::jobs::Progress { stage: "loading model".into(), ..Default::default() });
-    let device = super::model::pick_device(&cfg.device)?;
-    let model = Model::load(&super::model::ModelSource::parse(&cfg.model)?, &device, &Default::default())?;
-    let mut predictor = Predictor::from_checkpoint(model, Some(&ck), cfg.max_seq_len)?;
-    if let Some(d) = decode {
-        predictor.decode = d;
-    }
-    let table = crate::items_io::ItemsFile::read(test, ctx)?.table;
-    let name = ck.file_name().map_or_else(|| "checkpoint".into(), |s| s.to_string_lossy().into_owned());
-    let run_name = run_dir.file_name().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-    let ev = evaluate(&predictor, &table, n, &format!("{run_name}/{name}"), ctx)?;
-    let extra = vec![("title".to_owned(), ev.titles.clone())];
-    let name = match decode {
-        Some(d) => format!("{name}-{}", d.name().replace([' ', ','], "-").replace("--", "-")),
-        None => name,
-    };
-    ev.report.write_csv(&run_dir.join(format!("eval-{name}.csv")), &extra)?;
-    let summary = EvalSummary {
-        checkpoint: name.clone(),
-        line: ev.report.line(),
-        mean_error: ev.report.mean_error,
-        rmsle: ev.report.rmsle,
-        hits_percent: ev.report.hit_percent(),
-        n: ev.report.items.len(),
-        decode: predictor.decode,
-        seconds: ev.seconds,
-        test_file: test.display().to_string(),
-        pairs: ev.report.items.iter().map(|s| (s.truth, s.guess)).collect(),
-    };
-    run::write_evaluation(run_dir, &name, &summary)?;
-    Ok(summary)
 }

@@ -16,8 +16,8 @@
 //! ```
 
 use super::config::TrainConfig;
-use super::decode::Decode;
 use crate::atomic::{write_atomic, write_atomic_json};
+use crate::evaluation::Evaluation;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -172,31 +172,6 @@ pub struct MetricRow {
     pub rss_mb: Option<f64>,
 }
 
-/// The saved result of evaluating a checkpoint (`eval-<checkpoint>.json` in the run folder).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EvalSummary {
-    /// Checkpoint folder name (or `base` for the model without adapter).
-    pub checkpoint: String,
-    /// The Tester's report line.
-    pub line: String,
-    /// Mean absolute error.
-    pub mean_error: f64,
-    /// RMSLE.
-    pub rmsle: f64,
-    /// Hit rate in percent.
-    pub hits_percent: f64,
-    /// Items scored.
-    pub n: usize,
-    /// Decode used.
-    pub decode: Decode,
-    /// Seconds spent predicting.
-    pub seconds: f64,
-    /// The test file.
-    pub test_file: String,
-    /// `(truth, guess)` per item.
-    pub pairs: Vec<(f64, f64)>,
-}
-
 /// Reads `metrics.jsonl`, skipping a torn last line.
 pub fn read_metrics(run_dir: &Path) -> Vec<MetricRow> {
     let Ok(text) = std::fs::read_to_string(run_dir.join(files::METRICS)) else { return vec![] };
@@ -285,19 +260,10 @@ pub fn request_stop(run_dir: &Path) -> Result<()> {
     std::fs::write(&path, b"").map_err(|e| Error::io(&path, e))
 }
 
-/// Writes an evaluation as `eval-<name>.json`.
-pub fn write_evaluation(run_dir: &Path, name: &str, summary: &EvalSummary) -> Result<()> {
-    write_atomic_json(&run_dir.join(format!("eval-{name}.json")), summary)
-}
-
-/// The evaluations saved in a run folder, by checkpoint name.
-pub fn read_evaluations(run_dir: &Path) -> Vec<EvalSummary> {
-    let mut evals: Vec<EvalSummary> = eval_files(run_dir)
-        .iter()
-        .filter_map(|(n, _)| serde_json::from_str(&std::fs::read_to_string(run_dir.join(n)).ok()?).ok())
-        .collect();
-    evals.sort_by(|a, b| a.checkpoint.cmp(&b.checkpoint));
-    evals
+/// The evaluations saved in a run folder (`eval-*.json`), by file name; files that are not
+/// evaluations are skipped.
+pub fn read_evaluations(run_dir: &Path) -> Vec<Evaluation> {
+    eval_files(run_dir).iter().filter_map(|(n, _)| Evaluation::load(&run_dir.join(n)).ok()).collect()
 }
 
 fn eval_files(run_dir: &Path) -> Vec<(std::ffi::OsString, u64)> {
@@ -347,7 +313,7 @@ pub struct RunSnapshot {
     /// Last lines of the log.
     pub log_tail: Vec<String>,
     /// Evaluations saved in the folder.
-    pub evals: Vec<EvalSummary>,
+    pub evals: Vec<Evaluation>,
     // Sizes of the files when last read: unchanged files are not read again.
     metrics_len: u64,
     log_len: u64,

@@ -384,6 +384,11 @@ fn a_short_real_run_trains_checkpoints_and_evaluates_from_the_cli() {
     );
     let csv = std::fs::read_to_string(run.join("eval-checkpoint-4.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "header + 4 items");
+    // The run's evaluation is an evaluation like every pricer's: `pricer compare` reads it.
+    let e = pricer::evaluation::Evaluation::load(&run.join("eval-checkpoint-4.json")).unwrap();
+    assert!(matches!(&e.spec, pricer::evaluation::PricerSpec::Run { checkpoint: Some(c), .. } if c == "checkpoint-4"));
+    assert_eq!((e.metrics.n, e.line.as_str()), (4, line.trim()));
+    assert_eq!(e.test.digest, pricer::evaluation::file_digest(&test).unwrap());
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod gui;
 mod hub;
 mod layers;
 mod loading;
+mod pricers;
 mod runs;
 mod sampling;
 #[cfg(feature = "gui")]

@@ -4,7 +4,7 @@
 
 use pricer::finetune::TrainConfig;
 use pricer::finetune::run::{
-    self, EvalSummary, MetricRow, RunSnapshot, RunState, RunStatus, TrainerState, config_differences, files,
+    self, MetricRow, RunSnapshot, RunState, RunStatus, TrainerState, config_differences, files,
 };
 use std::path::{Path, PathBuf};
 
@@ -114,19 +114,15 @@ fn refresh_rereads_what_changed_and_a_torn_metric_line_is_skipped() {
     let mut text = std::fs::read_to_string(dir.join(files::METRICS)).unwrap();
     text.push_str("{\"step\": 5, \"train_lo");
     std::fs::write(dir.join(files::METRICS), text).unwrap();
-    let eval = EvalSummary {
-        checkpoint: "checkpoint-2".into(),
-        line: "run/checkpoint-2 Error=$1.00".into(),
-        mean_error: 1.0,
-        rmsle: 0.1,
-        hits_percent: 50.0,
-        n: 2,
-        decode: pricer::finetune::Decode::GreedyDigits,
-        seconds: 0.5,
-        test_file: "test.jsonl".into(),
-        pairs: vec![(10.0, 11.0), (20.0, 19.0)],
-    };
-    run::write_evaluation(&dir, "checkpoint-2", &eval).unwrap();
+    let items = vec![
+        pricer::evaluation::score_item(0, "a", "c", 10.0, 11.0),
+        pricer::evaluation::score_item(1, "b", "c", 20.0, 19.0),
+    ];
+    let test = pricer::evaluation::FileRef { path: "test.jsonl".into(), digest: "0".into(), items: 2 };
+    let spec =
+        pricer::evaluation::PricerSpec::Run { dir: dir.clone(), checkpoint: Some("checkpoint-2".into()), decode: None };
+    let eval = pricer::evaluation::Evaluation::new("run/checkpoint-2".into(), spec, None, test, items);
+    eval.save(&dir.join("eval-checkpoint-2.json")).unwrap();
     run::write_status(
         &dir,
         &RunStatus { state: RunState::Stopped, pid: std::process::id(), step: 4, ..Default::default() },

@@ -2,7 +2,7 @@
 //! show the report line and the truth-vs-estimate scatter.
 
 use super::{Command, FinetuneTab};
-use crate::finetune::run::EvalSummary;
+use crate::evaluation::Evaluation;
 use crate::tester::Colour;
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
@@ -64,7 +64,8 @@ impl FinetuneTab {
         });
         for e in evals.iter().rev().take(1) {
             ui.label(RichText::new(&e.line).monospace().strong());
-            ui.label(format!("{} items · decode: {} · {:.1}s · {}", e.n, e.decode.name(), e.seconds, e.test_file));
+            let decode = e.fitted.get("decode").and_then(|d| d.as_str()).unwrap_or("default");
+            ui.label(format!("{} items · decode: {decode} · {:.1}s · {}", e.metrics.n, e.predict_seconds, e.test.path));
             scatter_ui(ui, e);
         }
         if evals.len() > 1 {
@@ -78,14 +79,15 @@ impl FinetuneTab {
 }
 
 /// Truth vs estimate, coloured by the Tester's rule, with y = x.
-fn scatter_ui(ui: &mut Ui, e: &EvalSummary) {
-    let max = e.pairs.iter().map(|p| p.0.max(p.1)).fold(1.0, f64::max);
+fn scatter_ui(ui: &mut Ui, e: &Evaluation) {
+    let pairs = e.pairs();
+    let max = pairs.iter().map(|p| p.0.max(p.1)).fold(1.0, f64::max);
     let mut groups: [(Colour, Color32, Vec<[f64; 2]>); 3] = [
         (Colour::Green, Color32::from_rgb(80, 180, 90), vec![]),
         (Colour::Orange, Color32::from_rgb(235, 150, 50), vec![]),
         (Colour::Red, Color32::from_rgb(220, 70, 70), vec![]),
     ];
-    for &(t, g) in &e.pairs {
+    for &(t, g) in &pairs {
         let c = crate::tester::score_one(t, g).colour;
         if let Some(grp) = groups.iter_mut().find(|x| x.0 == c) {
             grp.2.push([t, g]);

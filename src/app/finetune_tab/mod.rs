@@ -14,9 +14,10 @@ mod runs;
 
 use super::settings::FinetuneSettings;
 use super::tabs::{JobOutput, Tab, TabCtx, TabView};
+use crate::evaluation::Evaluation;
 use crate::finetune::LlamaConfig;
 use crate::finetune::config::TrainConfig;
-use crate::finetune::run::{self, EvalSummary, RunSnapshot};
+use crate::finetune::run::{self, RunSnapshot};
 use crate::finetune::supervisor::{TrainerProcess, trainer_program};
 use crate::jobs::Level;
 use egui::{RichText, Ui};
@@ -178,11 +179,8 @@ impl TabView for FinetuneTab {
     }
 
     fn job_done(&mut self, output: JobOutput, secs: f64, ctx: &mut TabCtx<'_>) {
-        let Ok(summary) = output.downcast::<EvalSummary>() else { return };
-        ctx.log(
-            Level::Info,
-            format!("{} ({} items, decode {}, {secs:.1}s)", summary.line, summary.n, summary.decode.name()),
-        );
+        let Ok(eval) = output.downcast::<Evaluation>() else { return };
+        ctx.log(Level::Info, format!("{} ({} items, {secs:.1}s)", eval.line, eval.metrics.n));
         self.scan(true);
     }
 }
@@ -245,7 +243,7 @@ impl FinetuneTab {
             },
             Command::Evaluate { run, checkpoint, test, n } => {
                 ctx.start_job("evaluate checkpoint", move |job| {
-                    Ok(crate::finetune::predict::evaluate_run(&run, Some(&checkpoint), &test, n, None, job)?)
+                    Ok(crate::pricers::run::evaluate_run(&run, Some(&checkpoint), &test, n, None, job)?)
                 });
             }
             Command::Rescan => self.scan(true),
