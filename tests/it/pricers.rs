@@ -811,6 +811,19 @@ fn fit_data_without_training_items_is_a_clear_error() {
     let err = pricers::spec::parse("nope", &Default::default()).unwrap_err().to_string();
     assert!(err.contains("unknown pricer") && err.contains("word2vec-rf"), "{err}");
     assert_eq!(pricers::spec::parse_range("1000..1250").unwrap(), (1000, 1250));
+    let run = pricers::spec::parse("run:runs/a:b:checkpoint-400", &Default::default()).unwrap();
+    assert_eq!(
+        run,
+        PricerSpec::Run { dir: "runs/a:b".into(), checkpoint: Some("checkpoint-400".into()), decode: None }
+    );
+    let latest = pricers::spec::parse("run:runs/a", &Default::default()).unwrap();
+    assert_eq!(latest, PricerSpec::Run { dir: "runs/a".into(), checkpoint: None, decode: None });
+    let o = pricers::spec::SpecOptions { rag: Some(5), api_key_env: Some("K".into()), ..Default::default() };
+    let PricerSpec::Chat(c) = pricers::spec::parse("chat:gpt-4o-mini@https://api.openai.com/v1", &o).unwrap() else {
+        panic!("not a chat spec")
+    };
+    assert_eq!((c.model.as_str(), c.base_url.as_str(), c.rag), ("gpt-4o-mini", "https://api.openai.com/v1", 5));
+    assert!(PricerSpec::Chat(c).needs_train(), "RAG retrieves from the training items");
     assert!(pricers::spec::parse_range("5..5").is_err());
 }
 
