@@ -414,13 +414,7 @@ impl Metrics {
 
     /// The Tester's report line for `title`.
     pub fn line(&self, title: &str) -> String {
-        use crate::tester::group_thousands;
-        format!(
-            "{title} Error=${} RMSLE={} Hits={:.1}%",
-            group_thousands(&format!("{:.2}", self.error)),
-            group_thousands(&format!("{:.2}", self.rmsle)),
-            self.hits_percent
-        )
+        crate::tester::report_line(title, self.error, self.rmsle, self.hits_percent)
     }
 }
 

@@ -111,13 +111,7 @@ impl TestReport {
 
     /// The original report line: `{title} Error=${:,.2f} RMSLE={:,.2f} Hits={:.1f}%`.
     pub fn line(&self) -> String {
-        format!(
-            "{} Error=${} RMSLE={} Hits={:.1}%",
-            self.title,
-            group_thousands(&format!("{:.2}", self.mean_error)),
-            group_thousands(&format!("{:.2}", self.rmsle)),
-            self.hit_percent()
-        )
+        report_line(&self.title, self.mean_error, self.rmsle, self.hit_percent())
     }
 
     /// Writes the per-item CSV (`index,truth,guess,error,sle,colour` plus any extra columns).
@@ -143,6 +137,15 @@ impl TestReport {
             csv.flush()
         })
     }
+}
+
+/// The original report line: `{title} Error=${:,.2f} RMSLE={:,.2f} Hits={:.1f}%`.
+pub fn report_line(title: &str, mean_error: f64, rmsle: f64, hits_percent: f64) -> String {
+    format!(
+        "{title} Error=${} RMSLE={} Hits={hits_percent:.1}%",
+        group_thousands(&format!("{mean_error:.2}")),
+        group_thousands(&format!("{rmsle:.2}"))
+    )
 }
 
 /// Inserts `,` thousands separators into a formatted decimal number (Python's `,` option).

@@ -30,6 +30,16 @@ impl Decode {
         }
     }
 
+    /// The name [`Decode::parse`] reads (`top3`, `greedy`, `digit-top3`, `regression`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Top3Weighted => "top3",
+            Self::GreedyDigits => "greedy",
+            Self::DigitTop3Weighted => "digit-top3",
+            Self::Regression => "regression",
+        }
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {

@@ -142,10 +142,7 @@ impl Embedder {
         };
         let cfg: Config = serde_json::from_str(&read("config.json")?)
             .map_err(|e| Error::Model(format!("{}: {e}", dir.join("config.json").display())))?;
-        let dim = serde_json::from_str::<serde_json::Value>(&read("config.json")?)
-            .ok()
-            .and_then(|v| v.get("hidden_size")?.as_u64())
-            .unwrap_or(384) as usize;
+        let dim = cfg.hidden_size;
         let max_len = read("sentence_bert_config.json")
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

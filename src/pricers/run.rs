@@ -104,12 +104,7 @@ pub fn evaluate_run(
         Some(p) => p.to_owned(),
         None => checkpoint_dir(run_dir, None)?,
     };
-    let decode_name = decode.map(|d| match d {
-        Decode::Top3Weighted => "top3",
-        Decode::GreedyDigits => "greedy",
-        Decode::DigitTop3Weighted => "digit-top3",
-        Decode::Regression => "regression",
-    });
+    let decode_name = decode.map(Decode::key);
     let ck_name = ck.file_name().map(|s| s.to_string_lossy().into_owned());
     let name = eval_name(&ck, decode_name);
     let run_name = run_dir.file_name().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
