@@ -20,3 +20,15 @@ done
 # train one first, e.g. `pricer train --config run.toml` (README "Fine-tuning"), and evaluate it.
 xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \
   --tab finetune --runs-dir "${RUNS_DIR:-runs}" --size 1440x1150 --screenshot screenshots/finetune.png
+# The Compare tab shows a pricer set: scripts/measure-pricers.sh writes one of every local pricer on
+# the held-out real items (with RUN=… and IMPORT=… for a checkpoint and an imported file).
+set_file=${PRICER_SET:-target/measure-pricers/pricers.set.json}
+if [ -f "$set_file" ]; then
+  xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \
+    --tab compare --pricer-set "$set_file" --size 1600x1000 --screenshot screenshots/compare.png
+  xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \
+    --tab compare --pricer-set "$set_file" --select-item "${SELECT_ITEM:-3}" --size 1600x1000 \
+    --screenshot screenshots/compare-selected.png
+else
+  echo "no pricer set at $set_file: run scripts/measure-pricers.sh first for the Compare tab" >&2
+fi

@@ -7,11 +7,12 @@
 //! - `log` — the log panel
 //! - `settings` — what persists across restarts (the shell's and each tab's)
 //! - `tabs` — the tab contract, the registry of tabs, the jobs board
-//! - `dataset_tab`, `charts_tab`, `sampling_tab`, `finetune_tab` — one module per tab
+//! - `dataset_tab`, `charts_tab`, `sampling_tab`, `finetune_tab`, `compare_tab` — one module per tab
 //! - `widgets` — dialogs, badges, the donut, the screenshot plan
 
 pub mod actions;
 pub mod charts_tab;
+pub mod compare_tab;
 pub mod dataset_tab;
 pub mod finetune_tab;
 pub mod log;
@@ -89,6 +90,7 @@ impl PricerApp {
             frames: 0,
         };
         app.tabs.finetune.restore(&app.settings.finetune);
+        app.tabs.compare.restore(&app.settings.compare);
         if load_demo {
             app.actions.push(Action::LoadDemo);
             app.process_actions();
@@ -305,7 +307,10 @@ impl PricerApp {
             Action::ToggleLog => self.log.shown = !self.log.shown,
             Action::ToggleTheme => self.settings.dark_mode = !self.settings.dark_mode,
             Action::Log(level, text) => self.log(level, text),
-            Action::UseExport(files) => self.tabs.finetune.use_export(&files),
+            Action::UseExport(files) => {
+                self.tabs.finetune.use_export(&files);
+                self.tabs.compare.use_export(&files);
+            }
         }
     }
 
@@ -469,36 +474,54 @@ pub struct EframeApp {
 pub const SETTINGS_KEY: &str = "pricer-studio-settings";
 
 impl EframeApp {
-    /// Creates the app, restoring settings from eframe's storage.
+    /// Creates the app, restoring settings from eframe's storage, then applying `start`.
     pub fn new(
         cc: &eframe::CreationContext<'_>,
         screenshot: Option<widgets::ScreenshotPlan>,
-        tab: Option<Tab>,
-        demo_lines: Option<usize>,
-        cap: Option<usize>,
-        runs_dir: Option<PathBuf>,
+        start: StartOptions,
     ) -> Self {
         // A screenshot run starts from defaults, not from what a user saved.
         let saved =
             if screenshot.is_some() { None } else { cc.storage.and_then(|s| eframe::get_value(s, SETTINGS_KEY)) };
         let mut settings: Settings = saved.unwrap_or_default();
-        if let Some(tab) = tab {
+        if let Some(tab) = start.tab {
             settings.tab = tab;
         }
-        if let Some(n) = demo_lines {
+        if let Some(n) = start.demo_lines {
             settings.demo_lines = n;
         }
-        if let Some(dir) = runs_dir {
+        if let Some(dir) = start.runs_dir {
             settings.finetune.runs_dir = Some(dir);
         }
         let ctx = cc.egui_ctx.clone();
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || ctx.request_repaint());
         let mut app = PricerApp::new(settings, wake, true);
-        if let Some(cap) = cap {
+        if let Some(cap) = start.cap {
             app.tabs.sampling.recipe.balance.cap_per_slot = cap;
         }
+        if let Some(set) = start.pricer_set {
+            app.tabs.compare.queue(compare_tab::Command::LoadSet(set));
+        }
+        app.tabs.compare.select_after_load = start.select_item;
         Self { app, screenshot }
     }
+}
+
+/// What the command line asks the app to start with.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Tab shown first.
+    pub tab: Option<Tab>,
+    /// Raw lines of the built-in demo.
+    pub demo_lines: Option<usize>,
+    /// Cap per slot of the sampling recipe.
+    pub cap: Option<usize>,
+    /// Folder of fine-tuning runs.
+    pub runs_dir: Option<PathBuf>,
+    /// A pricer set shown on the Compare tab.
+    pub pricer_set: Option<PathBuf>,
+    /// Shared item (position) selected on the Compare tab once the set is loaded.
+    pub select_item: Option<usize>,
 }
 
 impl eframe::App for EframeApp {
@@ -515,6 +538,7 @@ impl eframe::App for EframeApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         self.app.tabs.finetune.persist(&mut self.app.settings.finetune);
+        self.app.tabs.compare.persist(&mut self.app.settings.compare);
         eframe::set_value(storage, SETTINGS_KEY, &self.app.settings);
     }
 }

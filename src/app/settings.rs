@@ -27,6 +27,22 @@ pub struct Settings {
     /// The Fine-tune tab's persisted state.
     #[serde(flatten)]
     pub finetune: FinetuneSettings,
+    /// The Compare tab's persisted state.
+    pub compare: CompareSettings,
+}
+
+/// The Compare tab's persisted state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompareSettings {
+    /// Folder where new evaluations are written and read.
+    pub folder: String,
+    /// Training items of *Add pricer*.
+    pub train_file: String,
+    /// Test items of *Add pricer*.
+    pub test_file: String,
+    /// The pricers shown last.
+    pub pricers: Vec<crate::pricers::compare::SetEntry>,
 }
 
 /// The Sampling tab's persisted state.
@@ -58,6 +74,7 @@ impl Default for Settings {
             download_dir: None,
             sampling: SamplingSettings::default(),
             finetune: FinetuneSettings::default(),
+            compare: CompareSettings::default(),
         }
     }
 }

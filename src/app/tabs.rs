@@ -256,4 +256,6 @@ register_tabs! {
     Sampling => sampling: super::sampling_tab::SamplingTab, "Sampling", "sampling";
     /// LoRA fine-tuning runs: launch, live curves, stop/resume, evaluate.
     Finetune => finetune: super::finetune_tab::FinetuneTab, "Fine-tune", "finetune";
+    /// Every pricer side by side: linked scatters, metrics with intervals, items, breakdowns, quiz.
+    Compare => compare: super::compare_tab::CompareTab, "Compare", "compare";
 }

@@ -6,7 +6,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use pricer::app::{EframeApp, Tab, widgets::ScreenshotPlan};
+use pricer::app::{EframeApp, StartOptions, Tab, widgets::ScreenshotPlan};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -16,7 +16,7 @@ use std::path::PathBuf;
     about = "Pricer Studio: curate, explore, rebalance and export product pricing data."
 )]
 struct Args {
-    /// Tab to open: dataset, charts, sampling or finetune.
+    /// Tab to open: dataset, charts, sampling, finetune or compare.
     #[arg(long)]
     tab: Option<String>,
     /// Write a PNG of the window once the demo is loaded, then quit (ignores saved settings).
@@ -31,6 +31,12 @@ struct Args {
     /// Folder of fine-tuning runs shown on the Fine-tune tab (default: runs).
     #[arg(long)]
     runs_dir: Option<PathBuf>,
+    /// A pricer set (`pricer compare --save-set`, or Save on the Compare tab) shown on the Compare tab.
+    #[arg(long)]
+    pricer_set: Option<PathBuf>,
+    /// Select this shared item (0 = the first) on the Compare tab once the set is shown.
+    #[arg(long)]
+    select_item: Option<usize>,
     /// Window size, e.g. 1280x800.
     #[arg(long, default_value = "1440x900")]
     size: String,
@@ -72,8 +78,14 @@ fn main() -> eframe::Result {
     let _ = std::thread::Builder::new()
         .name("tokenizer warm-up".into())
         .spawn(|| pricer::tokenizer::PriceTokenizer::llama31().map(drop));
-    let (demo_lines, cap, runs_dir) = (args.demo_lines, args.cap, args.runs_dir.clone());
-    let tab = args.tab.as_deref().map(|t| Tab::parse(t).unwrap_or_default());
+    let start = StartOptions {
+        tab: args.tab.as_deref().map(|t| Tab::parse(t).unwrap_or_default()),
+        demo_lines: args.demo_lines,
+        cap: args.cap,
+        runs_dir: args.runs_dir.clone(),
+        pricer_set: args.pricer_set.clone(),
+        select_item: args.select_item,
+    };
     let (w, h) = args
         .size
         .split_once('x')
@@ -98,6 +110,6 @@ fn main() -> eframe::Result {
     eframe::run_native(
         "pricer-studio",
         options,
-        Box::new(move |cc| Ok(Box::new(EframeApp::new(cc, screenshot, tab, demo_lines, cap, runs_dir)))),
+        Box::new(move |cc| Ok(Box::new(EframeApp::new(cc, screenshot, start)))),
     )
 }

@@ -270,6 +270,13 @@ enum Command {
         /// Write one row per item with every pricer's guess and error.
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Print 95% bootstrap intervals of Error and Hits, and the paired bootstrap of the best
+        /// pricer against each other one.
+        #[arg(long)]
+        intervals: bool,
+        /// Save the evaluations as a pricer set (open it with `pricer-studio --pricer-set FILE`).
+        #[arg(long)]
+        save_set: Option<PathBuf>,
     },
     /// Embed items' descriptions with the sentence embedder (fills its cache; prints texts/s).
     Embed {
@@ -689,7 +696,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             eprintln!("evaluation: {}", out.display());
         }
-        Command::Compare { evals, by, csv } => {
+        Command::Compare { evals, by, csv, intervals, save_set } => {
             use pricer::pricers::compare;
             let loaded: Vec<pricer::evaluation::Evaluation> =
                 evals.iter().map(|p| pricer::evaluation::Evaluation::load(p)).collect::<pricer::Result<_>>()?;
@@ -698,6 +705,17 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("note: {n}");
             }
             print_out(&compare_table(&c));
+            if intervals {
+                print_out(&intervals_table(&c)?);
+            }
+            if let Some(path) = save_set {
+                let set = compare::PricerSet {
+                    format: compare::SET_FORMAT,
+                    pricers: evals.iter().map(|p| compare::SetEntry { path: absolute(p), name: None }).collect(),
+                };
+                set.save(&path)?;
+                eprintln!("pricer set: {}", path.display());
+            }
             if let Some(by) = by {
                 let by = match by.as_str() {
                     "category" => compare::By::Category,
@@ -773,6 +791,56 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// The comparison table: one row per pricer, best error first.
+/// A path made absolute (a saved set must not depend on the folder it is opened from).
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
+}
+
+/// 95% bootstrap intervals per pricer and the paired bootstrap of the best against the others.
+fn intervals_table(c: &pricer::pricers::compare::Comparison) -> Result<String> {
+    use pricer::pricers::bootstrap;
+    let b = c.bootstrap(bootstrap::DEFAULT_RESAMPLES, bootstrap::DEFAULT_SEED, &JobCtx::default())?;
+    let order = pricer::pricers::compare::by_error(c);
+    let mut text = format!(
+        "\n95% percentile bootstrap, {} resamples of the {} shared items ({:.2}s)\n{:<32} {:>24} {:>20}",
+        b.resamples, b.n, b.secs, "pricer", "error [95%]", "hits [95%]"
+    );
+    for &k in &order {
+        let (e, h) = (b.error_ci(k), b.hits_ci(k));
+        let m = &c.evals[k].metrics;
+        text.push_str(&format!(
+            "\n{:<32} {:>8.2} [{:>6.2}, {:>6.2}] {:>5.1}% [{:>4.1}, {:>4.1}]",
+            truncate(&c.evals[k].name, 32),
+            m.error,
+            e.lo,
+            e.hi,
+            m.hits_percent,
+            h.lo,
+            h.hi
+        ));
+    }
+    if let Some((&best, rest)) = order.split_first() {
+        for &k in rest {
+            let (a, o) = (&c.evals[best], &c.evals[k]);
+            let d =
+                b.paired(best, k, (a.metrics.error, o.metrics.error), (a.metrics.hits_percent, o.metrics.hits_percent));
+            text.push_str(&format!(
+                "\n{} − {}: error {:+.2} [{:+.2}, {:+.2}], hits {:+.1} pp [{:+.1}, {:+.1}]: {}",
+                a.name,
+                o.name,
+                d.error_diff,
+                d.error_ci.lo,
+                d.error_ci.hi,
+                d.hits_diff,
+                d.hits_ci.lo,
+                d.hits_ci.hi,
+                d.verdict(&a.name, &o.name)
+            ));
+        }
+    }
+    Ok(text)
+}
+
 fn compare_table(c: &pricer::pricers::compare::Comparison) -> String {
     let mut text = format!(
         "{:<32} {:>9} {:>6} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>5} {:>5} {:>8} {:>8}",

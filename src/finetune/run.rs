@@ -263,7 +263,18 @@ pub fn request_stop(run_dir: &Path) -> Result<()> {
 /// The evaluations saved in a run folder (`eval-*.json`), by file name; files that are not
 /// evaluations are skipped.
 pub fn read_evaluations(run_dir: &Path) -> Vec<Evaluation> {
-    eval_files(run_dir).iter().filter_map(|(n, _)| Evaluation::load(&run_dir.join(n)).ok()).collect()
+    read_evaluation_files(run_dir).into_iter().map(|(_, e)| e).collect()
+}
+
+/// The evaluations of a run's checkpoints with their files.
+pub fn read_evaluation_files(run_dir: &Path) -> Vec<(PathBuf, Evaluation)> {
+    eval_files(run_dir)
+        .iter()
+        .filter_map(|(n, _)| {
+            let p = run_dir.join(n);
+            Evaluation::load(&p).ok().map(|e| (p, e))
+        })
+        .collect()
 }
 
 fn eval_files(run_dir: &Path) -> Vec<(std::ffi::OsString, u64)> {

@@ -4,6 +4,7 @@
 //! ([`engine`]) into a saved [`Evaluation`](crate::evaluation::Evaluation).
 
 pub mod bert;
+pub mod bootstrap;
 pub mod chat;
 pub mod compare;
 pub mod embed;
@@ -13,6 +14,7 @@ pub mod features;
 pub mod forest;
 pub mod import;
 pub mod linear;
+pub mod quiz;
 pub mod run;
 pub mod spec;
 pub mod stop_words;

@@ -2,6 +2,9 @@
 
 mod cli;
 mod common;
+mod compare;
+#[cfg(feature = "gui")]
+mod compare_tab;
 mod curation;
 mod export;
 mod finetune;

@@ -53,3 +53,43 @@ fn sampling_tab_snapshot() {
 fn finetune_tab_snapshot() {
     snapshot_tab(Tab::Finetune, "finetune_tab");
 }
+
+#[test]
+fn compare_tab_snapshot() {
+    // Five pricers of different sharpness on the same 300 items, one item selected.
+    let dir = tempfile::tempdir().unwrap();
+    let items = crate::compare::truths(300);
+    let paths: Vec<std::path::PathBuf> =
+        [("sharp", 0.15), ("good", 0.35), ("middling", 0.6), ("poor", 1.0), ("blunt", 1.6)]
+            .iter()
+            .enumerate()
+            .map(|(k, (name, noise))| {
+                let p = dir.path().join(format!("{name}.json"));
+                crate::compare::synthetic_eval(name, "d1", &items, *noise, k as u64 + 1).save(&p).unwrap();
+                p
+            })
+            .collect();
+    let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
+    app.act(Action::SetTab(Tab::Compare));
+    app.tabs.compare.queue(pricer::app::compare_tab::Command::AddFiles(paths));
+    app.tabs.compare.select_after_load = Some(4);
+    let mut h = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).wgpu().build_ui_state(
+        |ui, app: &mut PricerApp| {
+            app.logic(&ui.ctx().clone());
+            app.ui(ui);
+        },
+        app,
+    );
+    for _ in 0..400 {
+        h.step();
+        if !h.state().is_busy() && h.state().tabs.compare.stats.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for _ in 0..4 {
+        h.step();
+    }
+    assert_eq!(h.state().tabs.compare.drawn_highlights, vec![Some(4); 5]);
+    h.snapshot("compare_tab");
+}
