@@ -91,6 +91,7 @@ fn main() {
             modifiers: egui::Modifiers::NONE,
         });
         h.step();
+        let before = *h.state().tabs.compare.drawn_transforms[5].1.bounds();
         let (mut frames, mut tess) = (vec![], vec![]);
         for k in 0..150 {
             let dx = (k % 50) as f32 * 2.0 - 50.0;
@@ -111,6 +112,10 @@ fn main() {
             modifiers: egui::Modifiers::NONE,
         });
         h.step();
+        // The drag in the first plot moved the bounds of another (linked) plot.
+        let after = *h.state().tabs.compare.drawn_transforms[5].1.bounds();
+        assert_ne!(before.range_x(), after.range_x(), "the drag panned the linked plots");
+        println!("  plot 6's x range: {:?} -> {:?}", before.range_x(), after.range_x());
         stats(
             &format!("compare tab, 12 pricers × 2,000 items, dragging the linked zoom ({mode:?}): UI"),
             frames.clone(),

@@ -503,6 +503,9 @@ impl EframeApp {
             app.tabs.compare.queue(compare_tab::Command::LoadSet(set));
         }
         app.tabs.compare.select_after_load = start.select_item;
+        if let Some(view) = start.compare_view {
+            app.tabs.compare.view = view;
+        }
         Self { app, screenshot }
     }
 }
@@ -522,6 +525,8 @@ pub struct StartOptions {
     pub pricer_set: Option<PathBuf>,
     /// Shared item (position) selected on the Compare tab once the set is loaded.
     pub select_item: Option<usize>,
+    /// The Compare tab's view shown first.
+    pub compare_view: Option<compare_tab::View>,
 }
 
 impl eframe::App for EframeApp {

@@ -37,6 +37,9 @@ struct Args {
     /// Select this shared item (0 = the first) on the Compare tab once the set is shown.
     #[arg(long)]
     select_item: Option<usize>,
+    /// The Compare tab's view: scatters, items, breakdowns or quiz.
+    #[arg(long)]
+    compare_view: Option<String>,
     /// Window size, e.g. 1280x800.
     #[arg(long, default_value = "1440x900")]
     size: String,
@@ -85,6 +88,7 @@ fn main() -> eframe::Result {
         runs_dir: args.runs_dir.clone(),
         pricer_set: args.pricer_set.clone(),
         select_item: args.select_item,
+        compare_view: args.compare_view.as_deref().and_then(pricer::app::compare_tab::View::parse),
     };
     let (w, h) = args
         .size

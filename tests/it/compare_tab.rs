@@ -69,29 +69,44 @@ fn adding_a_pricer_adds_a_scatter_and_a_table_row() {
     h.state_mut().tabs.compare.folder = dir.path().join("evals").display().to_string();
     h.step();
     h.get_by_label_contains("No pricers yet");
-    let mut lines = vec![];
-    for (k, spec) in [PricerSpec::Constant, PricerSpec::FeaturesLr].into_iter().enumerate() {
-        h.state_mut().tabs.compare.queue(Command::AddPricer {
-            spec,
-            name: None,
-            train: Some(train.clone()),
-            test: test.clone(),
-            start: 0,
-            size: 150,
-        });
-        settle(&mut h);
-        let tab = &h.state().tabs.compare;
-        assert_eq!(tab.entries.len(), k + 1);
-        assert_eq!(tab.drawn_highlights.len(), k + 1, "one scatter per pricer");
-        let line = tab.entries[k].eval.line.clone();
-        lines.push(line.clone());
-        assert!(tab.entries[k].path.as_ref().unwrap().is_file(), "the evaluation is saved in the folder");
-        for l in &lines {
-            h.get_by_label(l); // each scatter's title is its report line
-        }
-        let name = h.state().tabs.compare.entries[k].name.clone();
-        h.get_by_label(&name); // its metrics row
+    // The first through the command the form sends, the second through the form itself.
+    h.state_mut().tabs.compare.queue(Command::AddPricer {
+        spec: PricerSpec::Constant,
+        name: None,
+        train: Some(train.clone()),
+        test: test.clone(),
+        start: 0,
+        size: 150,
+    });
+    settle(&mut h);
+    assert_eq!(h.state().tabs.compare.entries.len(), 1);
+    assert_eq!(h.state().tabs.compare.drawn_highlights.len(), 1, "one scatter");
+    let first = h.state().tabs.compare.entries[0].eval.line.clone();
+    h.get_by_label(&first); // the scatter's title is its report line
+    h.get_by_label("constant"); // its metrics row
+    h.get_by_label("Add pricer…").click();
+    h.step();
+    h.step();
+    for (field, path) in [("train", &train), ("test", &test)] {
+        let node = h.get_by_role_and_label(Role::TextInput, field);
+        node.click();
+        h.step();
+        h.get_by_role_and_label(Role::TextInput, field).type_text(&path.display().to_string());
+        h.step();
     }
+    h.state_mut().tabs.compare.form.size = 150;
+    h.step();
+    h.get_by_label("Fit and evaluate").click();
+    settle(&mut h);
+    let tab = &h.state().tabs.compare;
+    assert_eq!(tab.entries.len(), 2);
+    assert_eq!(tab.entries[1].eval.spec.kind(), "features-lr", "the form's default kind");
+    assert_eq!(tab.drawn_highlights.len(), 2, "a second scatter");
+    assert!(tab.entries[1].path.as_ref().unwrap().is_file(), "the evaluation is saved in the folder");
+    let second = tab.entries[1].eval.line.clone();
+    h.get_by_label(&first);
+    h.get_by_label(&second);
+    h.get_by_label("features-lr"); // its metrics row
     assert_eq!(h.state().tabs.compare.entries[1].eval.metrics.n, 150);
     h.get_by_label_contains("2 pricers on 150 shared items");
 }
@@ -285,6 +300,22 @@ fn rename_reorder_and_save_and_load_the_set() {
     settle(&mut h2);
     let names2: Vec<String> = h2.state().tabs.compare.entries.iter().map(|e| e.name.clone()).collect();
     assert_eq!(names2, names);
+    // What the app persists brings the same set back at the next start.
+    let mut settings = Settings::default();
+    h2.state().tabs.compare.persist(&mut settings.compare);
+    assert_eq!(settings.compare.pricers[1].name.as_deref(), Some("my best"));
+    let mut app = PricerApp::new(settings, Arc::new(|| {}), false);
+    app.act(Action::SetTab(Tab::Compare));
+    let mut h3 = Harness::builder().with_size(egui::vec2(1600.0, 1000.0)).build_ui_state(
+        |ui, app: &mut PricerApp| {
+            app.logic(&ui.ctx().clone());
+            app.ui(ui);
+        },
+        app,
+    );
+    settle(&mut h3);
+    let names3: Vec<String> = h3.state().tabs.compare.entries.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(names3, names);
 }
 
 #[test]

@@ -439,6 +439,19 @@ impl TabView for CompareTab {
     }
 }
 
+impl View {
+    /// Reads a view name given on the command line (`scatters`, `items`, `breakdowns`, `quiz`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "scatters" | "metrics" => Some(Self::Scatters),
+            "items" => Some(Self::Items),
+            "breakdowns" => Some(Self::Breakdowns),
+            "quiz" => Some(Self::Quiz),
+            _ => None,
+        }
+    }
+}
+
 impl CompareTab {
     /// Queues a command (as the controls do); it runs in the next `logic`.
     pub fn queue(&mut self, command: Command) {

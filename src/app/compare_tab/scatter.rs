@@ -17,7 +17,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 /// What the scatters plot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PlotMode {
     /// Truth against guess, linear axes from 0.
     #[default]
@@ -387,7 +387,8 @@ impl CompareTab {
         let highlight = self.selected.or(self.hovered);
         let selection = self.selection.clone().map(Arc::new);
         let ring = ui.visuals().strong_text_color();
-        let link = egui::Id::unique("compare_scatter_link");
+        // One link group and one bounds memory per mode: log10 units are not dollars.
+        let link = egui::Id::unique(("compare_scatter_link", self.mode));
         let plots: Vec<(usize, Option<usize>)> = if self.overlay && n >= 2 {
             vec![(self.pair.0, Some(self.pair.1))]
         } else {
@@ -435,7 +436,7 @@ impl CompareTab {
                             ring,
                         };
                         drawn.push(highlight);
-                        let mut plot = Plot::new(("compare_scatter", p, q))
+                        let mut plot = Plot::new(("compare_scatter", p, q, mode))
                             .height(cell_h - 22.0)
                             .width(cell_w)
                             .allow_scroll(false)

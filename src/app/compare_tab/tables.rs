@@ -124,13 +124,19 @@ impl CompareTab {
             ui.checkbox(&mut self.show_published, "published results")
                 .on_hover_text("The original's published numbers (design notes §6), on its own test set");
             match &stats {
-                Some(s) => ui.label(
-                    RichText::new(format!(
-                        "95% intervals: percentile bootstrap, {} resamples ({:.2}s)",
-                        s.bootstrap.resamples, s.bootstrap.secs
-                    ))
-                    .weak(),
-                ),
+                Some(s) => ui
+                    .label(
+                        RichText::new(format!(
+                            "95% intervals: percentile bootstrap, {} resamples",
+                            s.bootstrap.resamples
+                        ))
+                        .weak(),
+                    )
+                    .on_hover_text(format!(
+                        "seed {}, computed in {:.2}s off the UI thread",
+                        crate::pricers::bootstrap::DEFAULT_SEED,
+                        s.bootstrap.secs
+                    )),
                 None => ui.label(RichText::new("computing bootstrap intervals…").weak()),
             };
         });
@@ -465,7 +471,7 @@ impl CompareTab {
             ui.end_row();
             for e in &c.evals {
                 let x = &e.items[k];
-                ui.add(egui::Label::new(&e.name).truncate());
+                ui.add_sized([118.0, 16.0], egui::Label::new(&e.name).truncate());
                 ui.monospace(format!("${:.2}", x.guess));
                 ui.label(RichText::new(format!("${:.2} {}", x.error, x.colour.name())).color(colour_of(x.colour)));
                 ui.end_row();
