@@ -493,17 +493,7 @@ impl Evaluation {
 
     /// Reads an evaluation file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let e: Self = serde_json::from_str(&text)
-            .map_err(|e| Error::InvalidInput(format!("{}: not an evaluation file ({e})", path.display())))?;
-        if e.format > FORMAT {
-            return Err(Error::InvalidInput(format!(
-                "{}: evaluation format {} is newer than this program's {FORMAT}",
-                path.display(),
-                e.format
-            )));
-        }
-        Ok(e)
+        read_versioned(path, ("an evaluation file", "evaluation"), FORMAT, |e: &Self| e.format)
     }
 
     /// Writes it atomically.
@@ -545,6 +535,29 @@ impl Evaluation {
             csv.flush()
         })
     }
+}
+
+/// Reads a JSON file of one of this program's versioned formats. `names` are the file's name in
+/// "not a…" and its format's name in "… format N is newer than this program's"; `format` reads the
+/// version from the value.
+pub fn read_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    names: (&str, &str),
+    newest: u32,
+    format: impl Fn(&T) -> u32,
+) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let value: T = serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidInput(format!("{}: not {} ({e})", path.display(), names.0)))?;
+    if format(&value) > newest {
+        return Err(Error::InvalidInput(format!(
+            "{}: {} format {} is newer than this program's {newest}",
+            path.display(),
+            names.1,
+            format(&value)
+        )));
+    }
+    Ok(value)
 }
 
 /// Scores one guess for an item.

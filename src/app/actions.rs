@@ -4,7 +4,13 @@
 use super::tabs::Tab;
 use crate::jobs::Level;
 use crate::view::Filter;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The exported file whose name starts with `stem` (`train`, `test`) among a Sampling export's
+/// files (what [`Action::UseExport`] carries).
+pub fn exported<'a>(files: &'a [PathBuf], stem: &str) -> Option<&'a Path> {
+    files.iter().find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy().starts_with(stem))).map(PathBuf::as_path)
+}
 
 /// Something the UI asked the shell for, carried out after drawing.
 #[derive(Clone, Debug)]

@@ -25,6 +25,8 @@ pub struct Comparison {
     pub other_test: Vec<bool>,
     /// What the alignment dropped, for the user.
     pub notes: Vec<String>,
+    /// The shared items' categories, sorted, each once (the Items table's filter offers them).
+    pub categories: Vec<String>,
 }
 
 /// An item's identity across evaluations: its index, title and truth.
@@ -37,7 +39,6 @@ pub fn align(evals: Vec<Evaluation>) -> Result<Comparison> {
     if evals.is_empty() {
         return Err(Error::InvalidInput("nothing to compare: give evaluation files".into()));
     }
-    let different_tests = evals.iter().any(|e| e.test.digest != evals[0].test.digest);
     // The test file most evaluations priced (the first of them on a tie) is the reference.
     let count = |d: &str| evals.iter().filter(|e| e.test.digest == d).count();
     let reference = evals
@@ -45,6 +46,7 @@ pub fn align(evals: Vec<Evaluation>) -> Result<Comparison> {
         .map(|e| e.test.digest.as_str())
         .fold("", |best, d| if best.is_empty() || count(d) > count(best) { d } else { best });
     let other_test: Vec<bool> = evals.iter().map(|e| e.test.digest != reference).collect();
+    let different_tests = other_test.contains(&true);
     let mut shared: HashSet<(usize, String, u64)> = evals[0].items.iter().map(key).collect();
     for e in &evals[1..] {
         let k: HashSet<_> = e.items.iter().map(key).collect();
@@ -77,7 +79,10 @@ pub fn align(evals: Vec<Evaluation>) -> Result<Comparison> {
     if shared.is_empty() {
         return Err(Error::InvalidInput("the evaluations share no test item".into()));
     }
-    Ok(Comparison { shared: shared.len(), evals, different_tests, other_test, notes })
+    let mut categories: Vec<String> = evals[0].items.iter().map(|i| i.category.clone()).collect();
+    categories.sort();
+    categories.dedup();
+    Ok(Comparison { shared: shared.len(), evals, different_tests, other_test, notes, categories })
 }
 
 impl Comparison {
@@ -95,11 +100,6 @@ impl Comparison {
     /// in the same order).
     pub fn items(&self) -> &[EvalItem] {
         &self.evals[0].items
-    }
-
-    /// Position of the shared item with test index `index`.
-    pub fn position(&self, index: usize) -> Option<usize> {
-        self.items().binary_search_by_key(&index, |i| i.index).ok()
     }
 
     /// The bootstrap of every pricer's Error and Hits over the shared items.
@@ -387,17 +387,7 @@ pub struct SetEntry {
 impl PricerSet {
     /// Reads a set file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let s: Self = serde_json::from_str(&text)
-            .map_err(|e| Error::InvalidInput(format!("{}: not a pricer set ({e})", path.display())))?;
-        if s.format > SET_FORMAT {
-            return Err(Error::InvalidInput(format!(
-                "{}: pricer-set format {} is newer than this program's {SET_FORMAT}",
-                path.display(),
-                s.format
-            )));
-        }
-        Ok(s)
+        crate::evaluation::read_versioned(path, ("a pricer set", "pricer-set"), SET_FORMAT, |s: &Self| s.format)
     }
 
     /// Writes it atomically.

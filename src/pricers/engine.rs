@@ -144,6 +144,9 @@ pub fn evaluate_loaded(req: &Request, inputs: &Inputs<'_>, ctx: &JobCtx) -> Resu
     let writer = match &partial {
         Some(p) => {
             let fresh = done.is_empty();
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .write(true)

@@ -66,6 +66,8 @@ pub enum Command {
     AddRuns(PathBuf),
     /// Replace the set with a saved one.
     LoadSet(PathBuf),
+    /// Replace the set with these entries (the set kept in the settings).
+    LoadEntries(Vec<SetEntry>),
     /// Save the set.
     SaveSet(PathBuf),
     /// Fit and evaluate a pricer as a job; its evaluation joins the set.
@@ -161,8 +163,8 @@ enum Done {
     Stats(Stats),
     /// Test items read (for prompts in the side panel and the quiz).
     TestItems(PathBuf, Arc<ItemTable>),
-    /// The quiz opened.
-    Quiz(Quiz),
+    /// The quiz opened, on its test file.
+    Quiz(PathBuf, Quiz),
     /// A file written.
     Wrote(String),
 }
@@ -229,6 +231,8 @@ pub struct CompareTab {
     test_items_requested: Option<PathBuf>,
     /// The quiz, once opened.
     pub quiz: Option<Quiz>,
+    /// The test file the quiz was opened on (its answers are scored against it).
+    quiz_test: PathBuf,
     /// The quiz form and its typed answer.
     pub quiz_form: quiz::QuizForm,
     /// Per scatter drawn last frame, the item it highlighted (tests read it).
@@ -241,7 +245,6 @@ pub struct CompareTab {
     plot_data: Option<scatter::PlotData>,
     drag: Option<(usize, [f64; 2], [f64; 2])>,
     renaming: Option<(usize, String)>,
-    restore_names: Option<(Vec<PathBuf>, Vec<Option<String>>)>,
     /// Shared item selected once the next set is loaded (the screenshot mode).
     pub select_after_load: Option<usize>,
 }
@@ -281,6 +284,7 @@ impl Default for CompareTab {
             test_items: None,
             test_items_requested: None,
             quiz: None,
+            quiz_test: PathBuf::new(),
             quiz_form: quiz::QuizForm::default(),
             drawn_highlights: vec![],
             drawn_transforms: vec![],
@@ -288,7 +292,6 @@ impl Default for CompareTab {
             plot_data: None,
             drag: None,
             renaming: None,
-            restore_names: None,
             select_after_load: None,
         }
     }
@@ -318,8 +321,7 @@ impl TabView for CompareTab {
         // The test items of the set, for the prompts in the side panel.
         if let Some(c) = &self.comparison {
             let path = PathBuf::from(&c.evals[0].test.path);
-            if self.test_items_requested.as_ref() != Some(&path) && self.test_items.as_ref().is_none_or(|t| t.0 != path)
-            {
+            if self.test_items_requested.as_ref() != Some(&path) {
                 self.request_test_items(&path, ctx);
             }
         }
@@ -428,11 +430,12 @@ impl TabView for CompareTab {
                 }
             }
             Done::TestItems(path, table) => self.test_items = Some((path, table)),
-            Done::Quiz(q) => {
+            Done::Quiz(test, q) => {
                 let at =
                     q.next().map_or("all answered".into(), |k| format!("question {} of {}", k + 1, q.questions.len()));
                 ctx.log(Level::Info, format!("quiz {}: {at}", q.file.display()));
                 self.quiz = Some(q);
+                self.quiz_test = test;
             }
             Done::Wrote(what) => ctx.log(Level::Info, what),
         }
@@ -466,10 +469,7 @@ impl CompareTab {
         self.form.train = saved.train_file.clone();
         self.form.test = saved.test_file.clone();
         if !saved.pricers.is_empty() {
-            let paths: Vec<PathBuf> = saved.pricers.iter().map(|e| e.path.clone()).collect();
-            let names: Vec<Option<String>> = saved.pricers.iter().map(|e| e.name.clone()).collect();
-            self.commands.push(Command::LoadSet(PathBuf::new()));
-            self.restore_names = Some((paths, names));
+            self.commands.push(Command::LoadEntries(saved.pricers.clone()));
         }
     }
 
@@ -483,15 +483,14 @@ impl CompareTab {
 
     /// Fills the *Add pricer* files from a Sampling export when they are empty.
     pub fn use_export(&mut self, files: &[PathBuf]) {
-        let find =
-            |stem: &str| files.iter().find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy().starts_with(stem)));
+        use super::actions::exported;
         if self.form.train.trim().is_empty()
-            && let Some(p) = find("train")
+            && let Some(p) = exported(files, "train")
         {
             self.form.train = p.display().to_string();
         }
         if self.form.test.trim().is_empty()
-            && let Some(p) = find("test")
+            && let Some(p) = exported(files, "test")
         {
             self.form.test = p.display().to_string();
         }
@@ -583,15 +582,7 @@ impl CompareTab {
         match command {
             Command::AddFiles(paths) => {
                 ctx.start_job("reading evaluations", move |_| {
-                    let mut evals = vec![];
-                    let mut skipped = vec![];
-                    for p in paths {
-                        match Evaluation::load(&p) {
-                            Ok(e) => evals.push((Some(p), e, None)),
-                            Err(e) => skipped.push(e.to_string()),
-                        }
-                    }
-                    Ok(Done::Loaded { evals, skipped, replace: false })
+                    Ok(load_entries(paths.into_iter().map(|path| SetEntry { path, name: None }), false))
                 });
             }
             Command::ScanFolder(dir) => {
@@ -618,25 +609,10 @@ impl CompareTab {
                 });
             }
             Command::LoadSet(path) => {
-                // An empty path: the set kept in the settings (`restore`).
-                let entries = match self.restore_names.take() {
-                    Some((paths, names)) if path.as_os_str().is_empty() => {
-                        paths.into_iter().zip(names).map(|(path, name)| SetEntry { path, name }).collect()
-                    }
-                    _ => vec![],
-                };
-                ctx.start_job("reading a pricer set", move |_| {
-                    let entries = if path.as_os_str().is_empty() { entries } else { PricerSet::load(&path)?.pricers };
-                    let mut evals = vec![];
-                    let mut skipped = vec![];
-                    for e in entries {
-                        match Evaluation::load(&e.path) {
-                            Ok(ev) => evals.push((Some(e.path), ev, e.name)),
-                            Err(err) => skipped.push(err.to_string()),
-                        }
-                    }
-                    Ok(Done::Loaded { evals, skipped, replace: true })
-                });
+                ctx.start_job("reading a pricer set", move |_| Ok(load_entries(PricerSet::load(&path)?.pricers, true)));
+            }
+            Command::LoadEntries(entries) => {
+                ctx.start_job("reading the pricers shown last", move |_| Ok(load_entries(entries, true)));
             }
             Command::SaveSet(path) => {
                 let set = self.set();
@@ -664,9 +640,6 @@ impl CompareTab {
                     cache: None,
                 };
                 let id = ctx.start_job(&format!("pricing with {name}"), move |job| {
-                    if let Some(dir) = out.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-                    }
                     let eval = crate::pricers::engine::evaluate(&req, job)?;
                     Ok(Done::Evaluated(out, Box::new(eval)))
                 });
@@ -708,10 +681,10 @@ impl CompareTab {
             Command::ClearSelection => self.selection = None,
             Command::CancelJob(id) => ctx.jobs.cancel(id),
             Command::SortMetrics(col) => {
-                self.metric_sort = if self.metric_sort.0 == col { (col, !self.metric_sort.1) } else { (col, false) };
+                self.metric_sort = toggled(self.metric_sort, col);
             }
             Command::SortItems(col) => {
-                self.item_sort = if self.item_sort.0 == col { (col, !self.item_sort.1) } else { (col, false) };
+                self.item_sort = toggled(self.item_sort, col);
             }
             Command::ExportItems(path) => {
                 let Some(c) = self.comparison.clone() else { return };
@@ -724,10 +697,8 @@ impl CompareTab {
             Command::OpenQuiz { test, start, n, file } => {
                 ctx.start_job("opening the quiz", move |job| {
                     let f = crate::items_io::ItemsFile::read(&test, job)?;
-                    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-                    }
-                    Ok(Done::Quiz(Quiz::open(&f.table, start..start + n, &file)?))
+                    let quiz = Quiz::open(&f.table, start..start + n, &file)?;
+                    Ok(Done::Quiz(test, quiz))
                 });
             }
             Command::Answer(guess) => {
@@ -754,7 +725,7 @@ impl CompareTab {
                 let spec = PricerSpec::Human { file: q.file.clone() };
                 let stem = q.file.file_stem().map_or_else(|| "quiz".into(), |s| s.to_string_lossy().into_owned());
                 let name = Some(format!("human {stem}"));
-                let (test, start) = (PathBuf::from(self.quiz_form.test.trim()), q.questions[0].index);
+                let (test, start) = (self.quiz_test.clone(), q.questions[0].index);
                 self.run(Command::AddPricer { spec, name, train: None, test, start, size: n }, ctx);
             }
         }
@@ -791,18 +762,39 @@ impl CompareTab {
     }
 }
 
+/// A sort order after a click on column `col`: the same column again reverses, another one sorts
+/// ascending.
+fn toggled<T: PartialEq>((current, descending): (T, bool), col: T) -> (T, bool) {
+    let again = current == col;
+    (col, again && !descending)
+}
+
+/// Reads the evaluation of each entry; what cannot be read is reported, the rest kept.
+fn load_entries(entries: impl IntoIterator<Item = SetEntry>, replace: bool) -> Done {
+    let mut evals = vec![];
+    let mut skipped = vec![];
+    for e in entries {
+        match Evaluation::load(&e.path) {
+            Ok(ev) => evals.push((Some(e.path), ev, e.name)),
+            Err(err) => skipped.push(err.to_string()),
+        }
+    }
+    Done::Loaded { evals, skipped, replace }
+}
+
 /// Everything the statistics job computes.
 fn compute_stats(c: &Comparison, generation: u64, job: &crate::jobs::JobCtx) -> crate::Result<Stats> {
     let bootstrap = c.bootstrap(bootstrap::DEFAULT_RESAMPLES, bootstrap::DEFAULT_SEED, job)?;
-    let max_error = c.evals.iter().flat_map(|e| e.items.iter().map(|i| i.error)).fold(1.0, f64::max);
+    let errors: Vec<Vec<f64>> = (0..c.evals.len()).map(|p| c.errors(p)).collect();
+    let max_error = errors.iter().flatten().copied().fold(1.0, f64::max);
     let step = (max_error / 400.0).max(0.5);
     Ok(Stats {
         generation,
         bootstrap,
         by_category: compare::breakdown(c, By::Category)?,
         by_band: compare::breakdown(c, By::PriceBand)?,
-        within: (0..c.evals.len()).map(|p| compare::within_curve(&c.errors(p), step, max_error)).collect(),
-        histogram: (0..c.evals.len()).map(|p| compare::error_histogram(&c.errors(p), HIST_WIDTH, HIST_BINS)).collect(),
+        within: errors.iter().map(|e| compare::within_curve(e, step, max_error)).collect(),
+        histogram: errors.iter().map(|e| compare::error_histogram(e, HIST_WIDTH, HIST_BINS)).collect(),
     })
 }
 

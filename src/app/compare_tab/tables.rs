@@ -97,10 +97,9 @@ pub fn metric_order(c: &Comparison, col: MetricColumn, descending: bool) -> Vec<
     o
 }
 
-fn metric_cells(m: &Metrics) -> [String; 8] {
+/// The cells after Hits: RMSE, median, R², MAPE, bias, unparsable.
+fn cells_after_hits(m: &Metrics) -> [String; 6] {
     [
-        format!("{:.2}", m.rmsle),
-        String::new(),
         format!("${:.2}", m.rmse),
         format!("${:.2}", m.median_error),
         format!("{:.3}", m.r2),
@@ -198,9 +197,8 @@ impl CompareTab {
                                 None => format!("${:.2}", m.error),
                             });
                         });
-                        let cells = metric_cells(m);
                         row.col(|ui| {
-                            ui.monospace(&cells[0]);
+                            ui.monospace(format!("{:.2}", m.rmsle));
                         });
                         row.col(|ui| {
                             ui.monospace(match ci {
@@ -208,7 +206,7 @@ impl CompareTab {
                                 None => format!("{:.1}%", m.hits_percent),
                             });
                         });
-                        for cell in &cells[2..] {
+                        for cell in cells_after_hits(m) {
                             row.col(|ui| {
                                 ui.monospace(cell);
                             });
@@ -293,12 +291,6 @@ impl CompareTab {
     }
 
     pub(super) fn items_ui(&mut self, ui: &mut Ui, c: &Comparison) {
-        let categories: Vec<String> = {
-            let mut v: Vec<String> = c.items().iter().map(|i| i.category.clone()).collect();
-            v.sort();
-            v.dedup();
-            v
-        };
         ui.horizontal_wrapped(|ui| {
             let l = ui.label("category");
             egui::ComboBox::from_id_salt("compare_cat")
@@ -307,7 +299,7 @@ impl CompareTab {
                     if ui.selectable_label(self.item_filter.category.is_none(), "all").clicked() {
                         self.item_filter.category = None;
                     }
-                    for cat in &categories {
+                    for cat in &c.categories {
                         if ui.selectable_label(self.item_filter.category.as_ref() == Some(cat), cat).clicked() {
                             self.item_filter.category = Some(cat.clone());
                         }

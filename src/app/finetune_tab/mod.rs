@@ -206,12 +206,10 @@ impl FinetuneTab {
         if !self.form.train.as_os_str().is_empty() {
             return;
         }
-        let find =
-            |stem: &str| files.iter().find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy().starts_with(stem)));
-        if let Some(train) = find("train") {
-            self.form.train = train.clone();
+        if let Some(train) = super::actions::exported(files, "train") {
+            self.form.train = train.to_owned();
         }
-        if let Some(test) = find("test") {
+        if let Some(test) = super::actions::exported(files, "test") {
             self.test_file = test.display().to_string();
         }
     }
