@@ -202,7 +202,7 @@ enum Command {
         /// Longest prompt in tokens (the description is shortened, never the price part).
         #[arg(long, default_value_t = 512)]
         max_seq_len: usize,
-        /// Price decode: top3 (number tokens), greedy, digit-top3, regression (default: by tokenizer / head).
+        /// Price decode: top3 (number tokens), greedy, digit-top3, tree, tree-median, regression (default: by tokenizer / head).
         #[arg(long, value_parser = parse_decode)]
         decode: Option<pricer::finetune::Decode>,
     },
@@ -214,13 +214,14 @@ enum Command {
         /// Test items (Parquet or JSONL of curated items).
         #[arg(long)]
         test: PathBuf,
-        /// A checkpoint folder (default: the run's latest).
+        /// A checkpoint: a folder, `checkpoint-<step>`, `best` (lowest validation Error) or
+        /// `best:<error|rmsle|hits|loss>` (default: the run's latest).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// Items scored (the first N).
         #[arg(long, default_value_t = 250)]
         size: usize,
-        /// Price decode: top3 (number tokens), greedy, digit-top3, regression (default: by tokenizer / head).
+        /// Price decode: top3 (number tokens), greedy, digit-top3, tree, tree-median, regression (default: by tokenizer / head).
         #[arg(long, value_parser = parse_decode)]
         decode: Option<pricer::finetune::Decode>,
     },
@@ -444,7 +445,7 @@ fn load_items(path: &Path) -> Result<ItemTable> {
 
 fn parse_decode(s: &str) -> std::result::Result<pricer::finetune::Decode, String> {
     pricer::finetune::Decode::parse(s)
-        .ok_or_else(|| format!("unknown decode `{s}`: use top3, greedy, digit-top3 or regression"))
+        .ok_or_else(|| format!("unknown decode `{s}`: use top3, greedy, digit-top3, tree, tree-median or regression"))
 }
 
 fn parse_format(s: &str) -> Result<ExportFormat> {
@@ -632,9 +633,13 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(path)) => {
                     let table = load_items(&path)?;
                     print_out("truth\tguess\ttitle");
-                    for i in 0..size.min(table.len()) {
-                        let item = table.get(i);
-                        print_out(&format!("{:.2}\t{:.2}\t{}", item.price, p.predict(item.prompt)?, item.title));
+                    let n = size.min(table.len());
+                    for start in (0..n).step_by(16) {
+                        let items: Vec<_> = (start..(start + 16).min(n)).map(|i| table.get(i)).collect();
+                        let prompts: Vec<&str> = items.iter().map(|it| it.prompt).collect();
+                        for (item, guess) in items.iter().zip(p.predict_batch(&prompts)?) {
+                            print_out(&format!("{:.2}\t{:.2}\t{}", item.price, guess, item.title));
+                        }
                     }
                 }
                 (None, None) => bail!("give --prompt TEXT or --items FILE"),

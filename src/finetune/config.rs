@@ -18,6 +18,76 @@ pub enum Objective {
     Regression,
 }
 
+/// The longest sequence a run trains on: `"auto"` (the longest training prompt in the model's own
+/// tokenizer, at most [`SeqLen::AUTO_LIMIT`]) or a number of tokens (a cap: longer prompts are
+/// shortened in the description, never from `Price is $` on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeqLen {
+    /// Long enough for every training prompt.
+    #[default]
+    Auto,
+    /// At most this many tokens.
+    Tokens(usize),
+}
+
+impl SeqLen {
+    /// The most tokens `auto` ever picks.
+    pub const AUTO_LIMIT: usize = 2048;
+
+    /// The length for training prompts whose longest encodes to `longest` tokens.
+    pub fn resolve(self, longest: usize) -> usize {
+        match self {
+            Self::Auto => longest.clamp(16, Self::AUTO_LIMIT),
+            Self::Tokens(n) => n,
+        }
+    }
+
+    /// The cap for prompts outside training (pricing): the number, or [`SeqLen::AUTO_LIMIT`].
+    pub fn cap(self) -> usize {
+        match self {
+            Self::Auto => Self::AUTO_LIMIT,
+            Self::Tokens(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for SeqLen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Tokens(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for SeqLen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Tokens(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SeqLen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Self::Tokens(n as usize)),
+            Raw::S(s) if s == "auto" => Ok(Self::Auto),
+            Raw::S(s) => s
+                .parse()
+                .map(Self::Tokens)
+                .map_err(|_| serde::de::Error::custom(format!("max_seq_len must be \"auto\" or a number, not {s:?}"))),
+        }
+    }
+}
+
 /// Everything a run needs; `pricer train --config run.toml` reads it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +100,9 @@ pub struct TrainConfig {
     pub validation: Option<PathBuf>,
     /// Items held out for validation when no validation file is given.
     pub val_items: usize,
+    /// Validation items priced at every validation (val_error, val_rmsle, val_hits in
+    /// `metrics.jsonl`); 0 turns it off.
+    pub val_price_items: usize,
     /// Use at most this many training items (after the hold-out).
     pub max_train_items: Option<usize>,
     /// Folder holding run folders.
@@ -56,8 +129,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Global gradient-norm clip.
     pub max_grad_norm: f64,
-    /// Tokens per sequence; descriptions are shortened, never what follows `Price is $`.
-    pub max_seq_len: usize,
+    /// Tokens per sequence (`"auto"`: the longest training prompt); descriptions are shortened,
+    /// never what follows `Price is $`.
+    pub max_seq_len: SeqLen,
     /// Seed of adapter init, data order and dropout.
     pub seed: u64,
     /// Validation loss every N steps (0: only at the end).
@@ -76,7 +150,8 @@ impl Default for TrainConfig {
             model: super::model::default_model_path().display().to_string(),
             train: PathBuf::new(),
             validation: None,
-            val_items: 64,
+            val_items: 100,
+            val_price_items: 100,
             max_train_items: None,
             runs_dir: PathBuf::from("runs"),
             name: None,
@@ -90,7 +165,7 @@ impl Default for TrainConfig {
             warmup_ratio: 0.03,
             weight_decay: 0.001,
             max_grad_norm: 0.3,
-            max_seq_len: 182,
+            max_seq_len: SeqLen::Auto,
             seed: 42,
             eval_every: 50,
             save_every: 50,
@@ -170,7 +245,7 @@ impl TrainConfig {
         if self.max_steps.is_none() && self.epochs <= 0.0 {
             p.push("epochs must be > 0 (or set max_steps)".into());
         }
-        if self.max_seq_len < 16 {
+        if matches!(self.max_seq_len, SeqLen::Tokens(n) if n < 16) {
             p.push("max_seq_len must be at least 16".into());
         }
         if !matches!(self.device.as_str(), "cpu" | "cuda" | "auto") {
@@ -217,10 +292,11 @@ impl TrainConfig {
 /// GiB against 1.53 GiB of peak RSS measured by `finetune_bench`. Elsewhere (candle's autograd) the
 /// graph holds far more; that formula was calibrated on the same run through autograd (4.5 GiB
 /// estimated, 4.1–4.96 GiB measured).
-pub fn memory_estimate(model: &super::arch::LlamaConfig, cfg: &TrainConfig) -> u64 {
+/// `seq_len` is the sequence length the run will use (the resolved `auto`).
+pub fn memory_estimate(model: &super::arch::LlamaConfig, cfg: &TrainConfig, seq_len: usize) -> u64 {
     let base = model.n_params() as u64 * 4;
     let lora = cfg.lora.n_params(model) as u64 * 4 * 5;
-    let (b, t) = (cfg.batch_size as u64, cfg.max_seq_len as u64);
+    let (b, t) = (cfg.batch_size as u64, seq_len as u64);
     let n = b * t;
     let (h, i) = (model.hidden_size as u64, model.intermediate_size as u64);
     let heads = model.num_attention_heads as u64;
@@ -290,13 +366,47 @@ mod tests {
     fn memory_estimate_matches_the_measured_cpu_peak_and_grows_with_the_batch() {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         let cfg = TrainConfig::default();
-        let est = gib(memory_estimate(&smollm2(), &cfg));
+        let est = gib(memory_estimate(&smollm2(), &cfg, 182));
         // finetune_bench measured 1.53 GiB peak RSS for this run on the CPU.
         assert!((1.3..1.8).contains(&est), "{est:.2} GiB");
         let double = TrainConfig { batch_size: 8, ..TrainConfig::default() };
-        let est8 = gib(memory_estimate(&smollm2(), &double));
+        let est8 = gib(memory_estimate(&smollm2(), &double, 182));
         assert!(est8 > est + 0.6, "batch 8: {est8:.2} GiB vs batch 4: {est:.2} GiB");
         let autograd = TrainConfig { device: "cuda".into(), ..TrainConfig::default() };
-        assert!(gib(memory_estimate(&smollm2(), &autograd)) > est * 1.8);
+        assert!(gib(memory_estimate(&smollm2(), &autograd, 182)) > est * 1.8);
+    }
+}
+
+/// How a sequence length treats a set of training prompts, for the form before launch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LengthReport {
+    /// Prompts looked at.
+    pub items: usize,
+    /// Tokens of the longest prompt (the model's own tokenizer, BOS included).
+    pub longest: usize,
+    /// The length the run would use (`auto` resolved).
+    pub seq_len: usize,
+    /// Prompts that would be shortened.
+    pub shortened: usize,
+    /// Tokens cut over all shortened prompts.
+    pub tokens_cut: usize,
+    /// The most tokens cut from one prompt.
+    pub max_cut: usize,
+}
+
+impl LengthReport {
+    /// What `seq_len` does to prompts of these token counts.
+    pub fn of(lens: &[usize], seq_len: SeqLen) -> Self {
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let n = seq_len.resolve(longest);
+        let cuts: Vec<usize> = lens.iter().filter(|&&l| l > n).map(|&l| l - n).collect();
+        LengthReport {
+            items: lens.len(),
+            longest,
+            seq_len: n,
+            shortened: cuts.len(),
+            tokens_cut: cuts.iter().sum(),
+            max_cut: cuts.iter().copied().max().unwrap_or(0),
+        }
     }
 }

@@ -27,14 +27,14 @@ pub fn supported(model: &Model) -> bool {
 }
 
 /// A read lock on a contiguous f32 CPU tensor's values.
-struct Data<'a> {
+pub(super) struct Data<'a> {
     guard: Box<dyn Deref<Target = Storage> + 'a>,
     start: usize,
     len: usize,
 }
 
 impl Data<'_> {
-    fn get(&self) -> &[f32] {
+    pub(super) fn get(&self) -> &[f32] {
         match &**self.guard {
             Storage::Cpu(CpuStorage::F32(v)) => &v[self.start..self.start + self.len],
             _ => unreachable!("checked in data()"),
@@ -42,7 +42,7 @@ impl Data<'_> {
     }
 }
 
-fn data(t: &Tensor) -> Result<Data<'_>> {
+pub(super) fn data(t: &Tensor) -> Result<Data<'_>> {
     let (guard, layout) = t.storage_and_layout();
     let Some((start, end)) = layout.contiguous_offsets() else {
         return Err(Error::Model("the CPU training step needs contiguous tensors".into()));
@@ -184,15 +184,15 @@ struct Saved {
 }
 
 /// A layer's frozen weights, read-locked for the step.
-struct Weights<'a> {
-    attn_norm: Data<'a>,
-    mlp_norm: Data<'a>,
-    w: Vec<Data<'a>>,
-    b: Vec<Option<Data<'a>>>,
+pub(super) struct Weights<'a> {
+    pub(super) attn_norm: Data<'a>,
+    pub(super) mlp_norm: Data<'a>,
+    pub(super) w: Vec<Data<'a>>,
+    pub(super) b: Vec<Option<Data<'a>>>,
 }
 
 impl<'a> Weights<'a> {
-    fn new(layer: &'a Layer) -> Result<Self> {
+    pub(super) fn new(layer: &'a Layer) -> Result<Self> {
         Ok(Self {
             attn_norm: data(&layer.attn_norm)?,
             mlp_norm: data(&layer.mlp_norm)?,
@@ -214,11 +214,11 @@ pub fn zero_grads(lora: &Lora, head: Option<&RegHead>) -> Vec<Vec<f32>> {
 }
 
 /// Rows per rayon task in the element-wise loops (enough work to beat the hand-off).
-const ROWS: usize = 32;
+pub(super) const ROWS: usize = 32;
 /// Elements per rayon task in flat element-wise loops.
-const ELEMS: usize = 1 << 14;
+pub(super) const ELEMS: usize = 1 << 14;
 
-fn rms_forward(x: &[f32], g: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+pub(super) fn rms_forward(x: &[f32], g: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
     let hdim = g.len();
     let mut y = vec![0f32; x.len()];
     let mut rstd = vec![0f32; x.len() / hdim];
@@ -261,9 +261,15 @@ fn rms_backward(x: &[f32], rstd: &[f32], g: &[f32], dy: &[f32], dx: &mut [f32]) 
 
 /// Rotates each head of `[n, heads·hd]` rows by its row's position (`sign` −1 undoes it).
 fn rope(ctx: &Ctx, buf: &mut [f32], heads: usize, sign: f32) {
-    let (hd, half) = (ctx.hd, ctx.hd / 2);
-    buf.par_chunks_mut(heads * hd).zip(&ctx.pos).for_each(|(row, &p)| {
-        let (c, s) = (&ctx.cos[p * half..(p + 1) * half], &ctx.sin[p * half..(p + 1) * half]);
+    rope_rows(buf, heads, ctx.hd, &ctx.pos, &ctx.cos, &ctx.sin, sign);
+}
+
+/// Rotates each head (size `hd`) of `[n, heads·hd]` rows by the row's position in `pos`, with the
+/// tables of [`super::model::rope_tables`] (`sign` −1 undoes it). Training and inference share it.
+pub(super) fn rope_rows(buf: &mut [f32], heads: usize, hd: usize, pos: &[usize], cos: &[f32], sin: &[f32], sign: f32) {
+    let half = hd / 2;
+    buf.par_chunks_mut(heads * hd).zip(pos).with_min_len(8).for_each(|(row, &p)| {
+        let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
         for head in row.chunks_exact_mut(hd) {
             for i in 0..half {
                 let (a, b) = (head[i], head[i + half]);
@@ -273,6 +279,13 @@ fn rope(ctx: &Ctx, buf: &mut [f32], heads: usize, sign: f32) {
             }
         }
     });
+}
+
+/// Adds a bias to every `[.., out]` row.
+pub(super) fn add_bias(y: &mut [f32], b: &[f32]) {
+    y.par_chunks_exact_mut(b.len())
+        .with_min_len(ROWS)
+        .for_each(|row| row.iter_mut().zip(b).for_each(|(o, &bv)| *o += bv));
 }
 
 /// `y = x·Wᵀ (+ b) (+ s·(dropout(x)·Aᵀ)·Bᵀ)` for projection `target` of layer `li`.
@@ -291,10 +304,7 @@ fn project(
     let mut y = vec![0f32; n * out];
     gemm(&mut y, out, rm(x, inp), rm(w.w[target as usize].get(), inp).t(), n, out, inp, false, 1.0);
     if let Some(b) = &w.b[target as usize] {
-        let b = b.get();
-        for row in y.chunks_exact_mut(out) {
-            row.iter_mut().zip(b).for_each(|(o, &bv)| *o += bv);
-        }
+        add_bias(&mut y, b.get());
     }
     let Some(module) = lora.module_index(li, target) else { return Ok((y, None)) };
     let (_, a, b) = &lora.modules[module];

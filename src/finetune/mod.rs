@@ -8,6 +8,7 @@ pub mod config;
 pub mod decode;
 pub mod fast;
 pub mod head;
+pub mod infer;
 pub mod lora;
 pub mod model;
 pub mod ops;

@@ -513,6 +513,27 @@ pub fn peek_config(model: &str) -> Result<LlamaConfig> {
     }
 }
 
+/// The tokenizer of a model without loading its weights (GGUF metadata or `tokenizer.json`).
+pub fn peek_tokenizer(model: &str) -> Result<ModelTokenizer> {
+    match ModelSource::parse(model)? {
+        ModelSource::Gguf(p) => {
+            // As `from_gguf`: a `tokenizer.json` beside the file wins.
+            let beside = p.with_file_name("tokenizer.json");
+            if beside.is_file() {
+                return ModelTokenizer::from_file(&beside);
+            }
+            let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+            let content = candle_core::quantized::gguf_file::Content::read(&mut std::io::BufReader::new(&mut f))
+                .map_err(|e| Error::Model(format!("{}: {e}", p.display())))?;
+            ModelTokenizer::from_gguf_metadata(&content.metadata)
+        }
+        ModelSource::HfDir(d) => ModelTokenizer::from_file(&d.join("tokenizer.json")),
+        ModelSource::Hub(id) => {
+            Err(Error::Model(format!("{id} is downloaded when the run starts; its tokenizer is known then")))
+        }
+    }
+}
+
 fn to_dev(t: Option<Tensor>, device: &Device) -> Result<Option<Tensor>> {
     t.map(|t| t.to_device(device).map_err(Error::from)).transpose()
 }

@@ -102,6 +102,9 @@ pub struct RunStatus {
     pub message: String,
     /// Sequences shortened to the maximum length.
     pub truncated: usize,
+    /// The run's sequence length (`auto` resolved); 0 in runs from before it was recorded.
+    #[serde(default)]
+    pub seq_len: usize,
     /// Training items.
     pub n_train: usize,
     /// Validation items.
@@ -170,6 +173,95 @@ pub struct MetricRow {
     /// Resident memory of the trainer in MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_mb: Option<f64>,
+    /// Mean absolute error in USD of the validation items priced (validation rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_error: Option<f64>,
+    /// RMSLE of the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_rmsle: Option<f64>,
+    /// Hits (the Tester's green) of the same, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_hits: Option<f64>,
+}
+
+impl MetricRow {
+    /// The value of a metric in this row, when it has one.
+    pub fn metric(&self, by: BestBy) -> Option<f64> {
+        match by {
+            BestBy::Error => self.val_error,
+            BestBy::Rmsle => self.val_rmsle,
+            BestBy::Hits => self.val_hits,
+            BestBy::Loss => self.val_loss,
+        }
+    }
+}
+
+/// What "best checkpoint" means: the validation metric it is picked by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BestBy {
+    /// Lowest mean absolute error of the validation prices (the Tester's Error).
+    #[default]
+    Error,
+    /// Lowest RMSLE of the validation prices.
+    Rmsle,
+    /// Most hits among the validation prices.
+    Hits,
+    /// Lowest validation loss.
+    Loss,
+}
+
+impl BestBy {
+    /// Every choice, in the order the UI lists them.
+    pub const ALL: [Self; 4] = [Self::Error, Self::Rmsle, Self::Hits, Self::Loss];
+
+    /// The name read by [`BestBy::parse`] (`error`, `rmsle`, `hits`, `loss`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Rmsle => "rmsle",
+            Self::Hits => "hits",
+            Self::Loss => "loss",
+        }
+    }
+
+    /// Reads a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.key() == s)
+    }
+
+    /// Whether a higher value is better.
+    pub fn higher_is_better(self) -> bool {
+        self == Self::Hits
+    }
+}
+
+/// The best complete checkpoint by `by` among the steps whose validation row has that metric:
+/// `(step, folder, value)`; ties go to the earlier step. `None` when no checkpoint step has it.
+pub fn best_checkpoint(run_dir: &Path, by: BestBy) -> Option<(usize, PathBuf, f64)> {
+    best_of(&read_metrics(run_dir), &checkpoints(run_dir), by)
+}
+
+/// [`best_checkpoint`] over rows and checkpoints already read.
+pub fn best_of(rows: &[MetricRow], checkpoints: &[(usize, PathBuf)], by: BestBy) -> Option<(usize, PathBuf, f64)> {
+    let mut best: Option<(usize, PathBuf, f64)> = None;
+    for (step, dir) in checkpoints {
+        let Some(v) = rows.iter().filter(|x| x.step == *step).find_map(|x| x.metric(by)) else { continue };
+        let better = match &best {
+            None => true,
+            Some((_, _, b)) => {
+                if by.higher_is_better() {
+                    v > *b
+                } else {
+                    v < *b
+                }
+            }
+        };
+        if better {
+            best = Some((*step, dir.clone(), v));
+        }
+    }
+    best
 }
 
 /// Reads `metrics.jsonl`, skipping a torn last line.

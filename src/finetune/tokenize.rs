@@ -197,3 +197,29 @@ pub fn encode_prompt(tok: &ModelTokenizer, prompt: &str, price: f64, max_len: us
     let price_start = price_start - (tail_start - keep_head);
     Ok(Example { ids: out, price_start, price, truncated: true })
 }
+
+/// Token counts of prompts in the model's tokenizer (BOS included), as training encodes them.
+pub fn prompt_lengths(tok: &ModelTokenizer, prompts: &[&str]) -> Result<Vec<usize>> {
+    prompts.iter().map(|p| tok.encode_with_offsets(p).map(|e| e.0.len())).collect()
+}
+
+/// Token ids of a prompt to price (a test prompt ending `Price is $`, or a full item prompt, cut
+/// there), shortened the way training shortened it: a training sequence of `max_len` tokens also
+/// held the price (`123.00`), so the description keeps that many fewer tokens here. Pricing with
+/// the longer cut moved the last prompt token and changed what the model had learned to read there
+/// (issue 12: a regression checkpoint scored Error $94 on its validation items as the trainer
+/// encoded them and $152 on the same items encoded at the full length).
+pub fn encode_for_pricing(tok: &ModelTokenizer, prompt: &str, max_len: usize) -> Result<Vec<u32>> {
+    let prompt = crate::items::test_prompt(prompt);
+    let room = price_room(tok)?;
+    let full = encode_prompt(tok, prompt, 0.0, usize::MAX)?;
+    let len = if full.ids.len() + room > max_len { max_len.saturating_sub(room) } else { max_len };
+    Ok(encode_prompt(tok, prompt, 0.0, len)?.ids)
+}
+
+/// Tokens a typical training price (`100.00`) takes after `Price is $`.
+pub fn price_room(tok: &ModelTokenizer) -> Result<usize> {
+    let with = tok.encode_with_offsets("Price is $100.00")?.0.len();
+    let without = tok.encode_with_offsets("Price is $")?.0.len();
+    Ok(with.saturating_sub(without))
+}

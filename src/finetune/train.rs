@@ -32,6 +32,24 @@ fn read_pairs(path: &Path, log: &mut impl Write, ctx: &JobCtx) -> Result<Vec<(St
     Ok(opened.table.iter().map(|r| (r.prompt.to_owned(), r.price)).collect())
 }
 
+/// Token counts of a training file's prompts in a model's tokenizer, for the form's preview of
+/// what a sequence length would shorten (the model's weights are not loaded).
+pub fn train_prompt_lengths(train: &Path, model: &str, ctx: &JobCtx) -> Result<Vec<usize>> {
+    let tok = super::model::peek_tokenizer(model)?;
+    let pairs = read_pairs(train, &mut std::io::sink(), ctx)?;
+    let prompts: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
+    super::tokenize::prompt_lengths(&tok, &prompts)
+}
+
+/// Encodes every prompt with the model's tokenizer and says what `seq_len` would do to them.
+pub fn length_report(
+    tok: &super::tokenize::ModelTokenizer,
+    prompts: &[&str],
+    seq_len: super::config::SeqLen,
+) -> Result<super::config::LengthReport> {
+    Ok(super::config::LengthReport::of(&super::tokenize::prompt_lengths(tok, prompts)?, seq_len))
+}
+
 /// A training run in memory.
 pub struct Trainer {
     /// Configuration.
@@ -52,6 +70,8 @@ pub struct Trainer {
     /// Progress.
     pub state: TrainerState,
     truncated: usize,
+    /// The sequence length of the run (`auto` resolved).
+    pub seq_len: usize,
     log: Option<std::fs::File>,
     /// The shuffled order of the current epoch (drawn once per epoch).
     epoch_order: Option<(usize, Vec<usize>)>,
@@ -141,10 +161,12 @@ impl Trainer {
             train_pairs.truncate(n);
         }
         let mut truncated = 0;
+        // `auto`: encode at the limit, then the longest training prompt is the length.
+        let cap = cfg.max_seq_len.cap();
         let mut encode = |pairs: &[(String, f64)]| -> Result<Vec<Example>> {
             let mut out = Vec::with_capacity(pairs.len());
             for (prompt, price) in pairs {
-                let ex = encode_prompt(&model.tokenizer, prompt, *price, cfg.max_seq_len)?;
+                let ex = encode_prompt(&model.tokenizer, prompt, *price, cap)?;
                 if ex.price_start >= ex.ids.len() {
                     return Err(Error::InvalidInput(format!(
                         "item without a price after `Price is $`: {:.60}",
@@ -161,6 +183,8 @@ impl Trainer {
         if train.is_empty() {
             return Err(Error::InvalidInput("no training items".into()));
         }
+        let seq_len = cfg.max_seq_len.resolve(train.iter().map(|e| e.ids.len()).max().unwrap_or(0));
+        let _ = writeln!(log, "sequence length {seq_len} tokens (max_seq_len = {})", cfg.max_seq_len);
         let mut lora = Lora::new(&cfg.lora, &model.cfg, cfg.seed, &device)?;
         let head = if cfg.objective == Objective::Regression {
             let logs: Vec<f64> = train.iter().map(|e| (e.price + 1.0).ln()).collect();
@@ -220,6 +244,7 @@ impl Trainer {
             val,
             state,
             truncated,
+            seq_len,
             log: Some(log),
             epoch_order: None,
             hand_written,
@@ -246,6 +271,7 @@ impl Trainer {
             total_steps: self.state.total_steps,
             message: message.into(),
             truncated: self.truncated,
+            seq_len: self.seq_len,
             n_train: self.train.len(),
             n_val: self.val.len(),
         };
@@ -438,7 +464,7 @@ impl Trainer {
             self.train.len(),
             self.val.len(),
             self.truncated,
-            self.cfg.max_seq_len,
+            self.seq_len,
             self.state.total_steps
         );
         self.log_line(&msg);
@@ -509,20 +535,57 @@ impl Trainer {
     }
 
     fn evaluate_now(&mut self) -> Result<()> {
-        if let Some(v) = self.validation_loss()? {
-            self.state.val_loss = Some(v);
-            let row = MetricRow {
-                step: self.state.step,
-                epoch: self.state.micro_batches as f64 / self.state.micro_batches_per_epoch as f64,
-                val_loss: Some(v),
-                elapsed_s: self.state.elapsed_s,
-                ..Default::default()
-            };
-            run::append_metric(&self.run_dir, &row)?;
-            let step = self.state.step;
-            self.log_line(&format!("step {step} validation loss {v:.4}"));
-        }
+        let Some(v) = self.validation_loss()? else { return Ok(()) };
+        self.state.val_loss = Some(v);
+        let priced = self.price_validation()?;
+        let row = MetricRow {
+            step: self.state.step,
+            epoch: self.state.micro_batches as f64 / self.state.micro_batches_per_epoch as f64,
+            val_loss: Some(v),
+            elapsed_s: self.state.elapsed_s,
+            val_error: priced.as_ref().map(|r| r.mean_error),
+            val_rmsle: priced.as_ref().map(|r| r.rmsle),
+            val_hits: priced.as_ref().map(|r| r.hit_percent()),
+            ..Default::default()
+        };
+        run::append_metric(&self.run_dir, &row)?;
+        let step = self.state.step;
+        let prices = priced.map_or_else(String::new, |r| {
+            format!(
+                ", {} items priced: Error ${:.2} RMSLE {:.2} Hits {:.1}%",
+                r.items.len(),
+                r.mean_error,
+                r.rmsle,
+                r.hit_percent()
+            )
+        });
+        self.log_line(&format!("step {step} validation loss {v:.4}{prices}"));
         Ok(())
+    }
+
+    /// Prices the first `val_price_items` validation items with the run's default decode (the
+    /// head for the regression objective), batched, and scores them with the Tester.
+    pub fn price_validation(&self) -> Result<Option<crate::tester::TestReport>> {
+        let n = self.cfg.val_price_items.min(self.val.len());
+        if n == 0 {
+            return Ok(None);
+        }
+        let decode = super::Predictor::default_decode(self.head.is_some(), self.model.tokenizer.number_tokens);
+        let mut pairs = Vec::with_capacity(n);
+        for chunk in self.val[..n].chunks(16) {
+            let prompts: Vec<&[u32]> = chunk.iter().map(|e| &e.ids[..e.price_start]).collect();
+            let guesses = super::infer::price_with(
+                &self.model,
+                Some(&self.lora),
+                self.head.as_ref(),
+                decode,
+                super::infer::TREE_THRESHOLD,
+                super::infer::BackendChoice::Best,
+                &prompts,
+            )?;
+            pairs.extend(chunk.iter().map(|e| e.price).zip(guesses));
+        }
+        crate::tester::TestReport::new("validation", &pairs, n).map(Some)
     }
 }
 

@@ -18,9 +18,25 @@ pub struct CheckpointPricer {
     checkpoint: PathBuf,
 }
 
-/// The checkpoint folder a name picks (`None`: the latest complete one).
+/// The checkpoint folder a name picks: `checkpoint-<step>` (or a folder), `best` (by the
+/// validation prices' Error) or `best:<error|rmsle|hits|loss>`; `None`: the latest complete one.
 pub fn checkpoint_dir(run_dir: &Path, name: Option<&str>) -> Result<PathBuf> {
     match name {
+        Some(n) if n == "best" || n.starts_with("best:") => {
+            let by = match n.strip_prefix("best:") {
+                None => run::BestBy::default(),
+                Some(k) => run::BestBy::parse(k).ok_or_else(|| {
+                    Error::InvalidInput(format!("`{n}`: pick the best by error, rmsle, hits or loss"))
+                })?,
+            };
+            run::best_checkpoint(run_dir, by).map(|b| b.1).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{}: no checkpoint has a validation {} in metrics.jsonl (runs price their validation items when val_price_items > 0); name a checkpoint instead",
+                    run_dir.display(),
+                    by.key()
+                ))
+            })
+        }
         Some(n) => {
             let p = run_dir.join(run::files::CHECKPOINTS).join(n);
             if p.is_dir() {
@@ -50,10 +66,12 @@ impl CheckpointPricer {
             &device,
             &Default::default(),
         )?;
-        let mut predictor = Predictor::from_checkpoint(model, Some(&ck), cfg.max_seq_len)?;
+        let mut predictor = Predictor::from_checkpoint(model, Some(&ck), cfg.max_seq_len.cap())?;
         if let Some(d) = decode {
             predictor.decode = Decode::parse(d).ok_or_else(|| {
-                Error::InvalidInput(format!("unknown decode `{d}`: use top3, greedy, digit-top3 or regression"))
+                Error::InvalidInput(format!(
+                    "unknown decode `{d}`: use top3, greedy, digit-top3, tree, tree-median or regression"
+                ))
             })?;
         }
         Ok(Self { predictor, checkpoint: ck })
@@ -62,16 +80,14 @@ impl CheckpointPricer {
 
 impl Pricer for CheckpointPricer {
     fn price(&self, batch: &[(usize, ItemRef<'_>)], ctx: &JobCtx) -> Result<Vec<Guess>> {
-        batch
-            .iter()
-            .map(|(_, it)| {
-                ctx.check()?;
-                Ok(Guess::of(self.predictor.predict(it.prompt)?))
-            })
-            .collect()
+        ctx.check()?;
+        let prompts: Vec<&str> = batch.iter().map(|(_, it)| it.prompt).collect();
+        Ok(self.predictor.predict_batch(&prompts)?.into_iter().map(Guess::of).collect())
     }
     fn batch_size(&self) -> usize {
-        4
+        // Prompts priced together: enough rows per matrix product to keep both cores busy and the
+        // weights read once per decode step for all of them.
+        16
     }
     fn parallel_batches(&self) -> bool {
         false
@@ -101,7 +117,8 @@ pub fn evaluate_run(
     ctx: &JobCtx,
 ) -> Result<Evaluation> {
     let ck = match checkpoint {
-        Some(p) => p.to_owned(),
+        Some(p) if p.is_dir() => p.to_owned(),
+        Some(p) => checkpoint_dir(run_dir, Some(&p.to_string_lossy()))?,
         None => checkpoint_dir(run_dir, None)?,
     };
     let decode_name = decode.map(Decode::key);

@@ -65,7 +65,7 @@ fn tiny_run_cfg(root: &Path, model: &Path, train: &Path, name: &str) -> TrainCon
         learning_rate: 1e-2,
         warmup_ratio: 0.0,
         max_grad_norm: 1.0,
-        max_seq_len: 96,
+        max_seq_len: pricer::finetune::config::SeqLen::Tokens(96),
         eval_every: 3,
         save_every: 3,
         log_every: 1,
@@ -584,4 +584,89 @@ fn the_cli_the_app_and_the_trainer_report_the_same_malformed_lines() {
     for e in &expected {
         assert!(log.contains(e.as_str()), "the trainer logs {e}: {log}");
     }
+}
+
+#[test]
+fn batched_pricing_gives_the_guesses_of_one_prompt_at_a_time_and_of_candle() {
+    use pricer::finetune::Decode;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let Some(items) = real_items(tmp.path(), "items.jsonl", 0, 6) else { return };
+    let (table, _) = pricer::items_io::read_items(&items).unwrap();
+    let prompts: Vec<&str> = (0..table.len()).map(|i| table.get(i).prompt).collect();
+    let m = Model::from_hf_dir(&model, &Device::Cpu).unwrap();
+    let mut p = Predictor::new(m, None, None, 96);
+    for decode in [Decode::GreedyDigits, Decode::DigitTop3Weighted, Decode::DigitTree, Decode::DigitTreeMedian] {
+        p.decode = decode;
+        p.candle_only = false;
+        let batched = p.predict_batch(&prompts).unwrap();
+        let single: Vec<f64> = prompts.iter().map(|q| p.predict(q).unwrap()).collect();
+        p.candle_only = true;
+        let candle = p.predict_batch(&prompts).unwrap();
+        // The same guesses: within a cent, or 1e-7 of the price for the random model's millions of
+        // dollars (the weighted decodes sum probabilities whose last float bits depend on the
+        // batch's row count in the matrix products).
+        let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= (1e-7 * x.abs()).max(0.005));
+        assert!(same(&batched, &single), "{decode:?}: batched {batched:?} vs one at a time {single:?}");
+        assert!(same(&batched, &candle), "{decode:?}: hand-written {batched:?} vs candle {candle:?}");
+        assert!(batched.iter().all(|g| g.is_finite() && *g >= 0.0), "{decode:?}: {batched:?}");
+    }
+}
+
+#[test]
+fn runs_price_their_validation_items_and_auto_length_is_the_longest_prompt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 12) else { return };
+    let mut cfg = tiny_run_cfg(tmp.path(), &model, &train, "priced");
+    cfg.max_seq_len = pricer::finetune::config::SeqLen::Auto;
+    cfg.val_items = 3;
+    let mut t = Trainer::create(cfg).unwrap();
+    let longest = t.train.iter().map(|e| e.ids.len()).max().unwrap();
+    assert_eq!(t.seq_len, longest);
+    assert!(t.train.iter().all(|e| !e.truncated));
+    let (table, _) = pricer::items_io::read_items(&train).unwrap();
+    let all: Vec<&str> = (0..table.len()).map(|i| table.get(i).prompt).collect();
+    let report =
+        pricer::finetune::train::length_report(&t.model.tokenizer, &all, pricer::finetune::config::SeqLen::Auto)
+            .unwrap();
+    assert!(report.longest >= longest && report.shortened == 0);
+    let capped = pricer::finetune::train::length_report(
+        &t.model.tokenizer,
+        &all,
+        pricer::finetune::config::SeqLen::Tokens(longest - 10),
+    )
+    .unwrap();
+    assert!(capped.shortened >= 1 && capped.max_cut >= 10, "{capped:?}");
+    assert_eq!(t.run(&|| false).unwrap(), Outcome::Finished);
+    let priced: Vec<_> = read_metrics(&t.run_dir).into_iter().filter(|r| r.val_error.is_some()).collect();
+    // Steps 0, 3 and 6 validate; each row prices the 3 validation items.
+    assert_eq!(priced.iter().map(|r| r.step).collect::<Vec<_>>(), vec![0, 3, 6]);
+    assert!(priced.iter().all(|r| r.val_rmsle.is_some() && r.val_hits.is_some_and(|h| (0.0..=100.0).contains(&h))));
+    let best = pricer::pricers::run::checkpoint_dir(&t.run_dir, Some("best")).unwrap();
+    let want = run_best(&t.run_dir);
+    assert_eq!(best, want);
+}
+
+fn run_best(dir: &Path) -> PathBuf {
+    pricer::finetune::run::best_checkpoint(dir, pricer::finetune::run::BestBy::Error).unwrap().1
+}
+
+#[test]
+fn pricing_cuts_a_long_description_where_training_cut_it() {
+    use pricer::finetune::tokenize::{encode_for_pricing, encode_prompt};
+    let tok = llama_tokenizer();
+    let words: Vec<String> = (0..120).map(|i| format!("word{i}")).collect();
+    let long =
+        format!("How much does this cost to the nearest dollar?\n\nA lamp\n{}\n\nPrice is $100.00", words.join(" "));
+    let trained = encode_prompt(&tok, &long, 100.0, 64).unwrap();
+    assert!(trained.truncated && trained.ids.len() == 64);
+    // The test prompt (and the full prompt, cut at `Price is $`) gets the training prompt's tokens.
+    let test_prompt = pricer::items::test_prompt(&long);
+    assert_eq!(encode_for_pricing(&tok, test_prompt, 64).unwrap(), trained.ids[..trained.price_start]);
+    assert_eq!(encode_for_pricing(&tok, &long, 64).unwrap(), trained.ids[..trained.price_start]);
+    // A prompt that fits is left whole.
+    let short = "How much does this cost to the nearest dollar?\n\nA lamp\n\nPrice is $";
+    let whole = encode_prompt(&tok, short, 0.0, usize::MAX).unwrap().ids;
+    assert_eq!(encode_for_pricing(&tok, short, 64).unwrap(), whole);
 }

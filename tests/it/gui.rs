@@ -317,8 +317,12 @@ fn wait_for(h: &mut Harness<'static, PricerApp>, what: &str, secs: u64, done: im
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("timed out waiting for {what}");
+    let log: Vec<&str> = h.state().log.entries.iter().map(|e| e.text.as_str()).collect();
+    panic!("timed out waiting for {what}; the app's log:\n{}", log.join("\n"));
 }
+
+use pricer::finetune::config::SeqLen;
+use pricer::finetune::run::BestBy;
 
 fn train_rows(app: &PricerApp) -> Vec<usize> {
     let ft = &app.tabs.finetune;
@@ -339,11 +343,12 @@ fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
     ft.form.model = model.display().to_string();
     ft.form.lora.r = 4;
     ft.form.batch_size = 2;
-    ft.form.max_seq_len = 96;
+    ft.form.max_seq_len = SeqLen::Tokens(96);
     ft.form.max_steps = Some(100_000);
     ft.form.val_items = 2;
-    ft.form.eval_every = 0;
-    ft.form.save_every = 0;
+    // Validation (loss and the 2 validation items priced) and a checkpoint every 2 steps.
+    ft.form.eval_every = 2;
+    ft.form.save_every = 2;
     let mut h = harness(app);
     h.step();
     // Without training data the form says so and Launch is disabled.
@@ -354,6 +359,25 @@ fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
     );
     h.state_mut().tabs.finetune.form.train = train.clone();
     h.step();
+    // Before launch the form counts the prompts' tokens and says what the length shortens.
+    wait_for(&mut h, "the token count", 60, |a| {
+        a.tabs.finetune.lengths.as_ref().is_some_and(|l| l.train == train && l.result.is_some())
+    });
+    let tok = pricer::finetune::model::peek_tokenizer(&model.display().to_string()).unwrap();
+    let (items, _) = pricer::items_io::read_items(&train).unwrap();
+    let prompts: Vec<&str> = (0..items.len()).map(|i| items.get(i).prompt).collect();
+    let expected = pricer::finetune::train::length_report(&tok, &prompts, SeqLen::Tokens(96)).unwrap();
+    assert!(expected.shortened > 0, "real prompts are longer than 96 tokens");
+    h.get_by_label_contains(&format!("{} shortened", expected.shortened));
+    h.get_by_label_contains(&format!("longest prompt {} of 12 prompts", expected.longest));
+    h.state_mut().tabs.finetune.form.max_seq_len = SeqLen::Auto;
+    h.step();
+    h.get_by_label_contains(&format!(
+        "{} tokens; longest prompt {} of 12 prompts: none shortened",
+        expected.longest, expected.longest
+    ));
+    h.state_mut().tabs.finetune.form.max_seq_len = SeqLen::Tokens(96);
+    h.step();
     h.get_by_label("Launch training").click();
     wait_for(&mut h, "the first steps", 120, |a| train_rows(a).len() >= 3);
     assert!(h.state().tabs.finetune.is_training());
@@ -363,6 +387,23 @@ fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
     assert_eq!(run.status.as_ref().unwrap().state, pricer::finetune::RunState::Stopped);
     let stopped_at = run.status.as_ref().unwrap().step;
     assert_eq!(run.checkpoints.last().unwrap().0, stopped_at, "stop checkpoints the last step");
+    // The validation items were priced at every evaluation; the tab plots them and names the best
+    // checkpoint, and Evaluate defaults to it.
+    let priced: Vec<&pricer::finetune::run::MetricRow> = run.metrics.iter().filter(|m| m.val_error.is_some()).collect();
+    assert!(!priced.is_empty() && priced.iter().all(|m| m.step % 2 == 0 && m.val_hits.is_some()), "{priced:?}");
+    let best = pricer::finetune::run::best_checkpoint(&run.dir, BestBy::Error).unwrap();
+    h.step();
+    h.get_by_label_contains("Validation prices");
+    h.get_by_label_contains(&format!("best checkpoint-{}", best.0));
+    // The Evaluate picker (labelled "checkpoint") shows the best one as its current choice.
+    let picked = format!("checkpoint-{} (best error)", best.0);
+    let wanted = picked.clone();
+    let shown = h
+        .query_by(move |n: &egui_kittest::kittest::AccessKitNode<'_>| {
+            [n.label(), n.value()].into_iter().flatten().any(|t| t.contains(wanted.as_str()))
+        })
+        .is_some();
+    assert!(shown, "the Evaluate picker shows {picked}");
     // Resume continues the same curve.
     h.get_by_label("Resume").click();
     wait_for(&mut h, "steps after resuming", 120, |a| train_rows(a).len() >= stopped_at + 3);
@@ -373,11 +414,17 @@ fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
     // Evaluate the last checkpoint with the Tester.
     h.state_mut().tabs.finetune.test_file = test.display().to_string();
     h.state_mut().tabs.finetune.eval_n = 3;
+    // Resuming put the run's own configuration in the form, which counts its tokens again (a job
+    // of this tab, during which Evaluate waits).
+    wait_for(&mut h, "the tab's jobs", 60, |a| a.jobs.is_empty());
+    // The validation price plot pushed the Evaluate row below the fold: a taller window shows it.
+    h.set_size(egui::vec2(1280.0, 2400.0));
+    h.step();
     h.step();
     h.get_by_label("Evaluate").click();
     h.step();
     settle(&mut h);
-    wait_for(&mut h, "the evaluation", 60, |a| a.tabs.finetune.runs[0].evals.len() == 1);
+    wait_for(&mut h, "the evaluation", 180, |a| a.tabs.finetune.runs[0].evals.len() == 1);
     let line = &h.state().tabs.finetune.runs[0].evals[0].line;
     assert!(line.contains("Error=$") && line.contains("Hits="), "{line}");
     h.get_by_label_contains("Error=$");

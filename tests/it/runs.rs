@@ -193,3 +193,66 @@ fn a_trainer_that_fails_to_start_is_reported_and_its_run_marked_failed() {
     // A second launch under the same name is refused.
     assert!(TrainerProcess::launch(&program, &cfg).is_err());
 }
+
+#[test]
+fn the_best_checkpoint_follows_the_validation_price_rows() {
+    let ck = |s: usize| (s, PathBuf::from(format!("checkpoint-{s}")));
+    let row = |step: usize, error: f64, hits: f64, loss: f64| MetricRow {
+        step,
+        val_loss: Some(loss),
+        val_error: Some(error),
+        val_rmsle: Some(error / 100.0),
+        val_hits: Some(hits),
+        ..Default::default()
+    };
+    let train = |step: usize| MetricRow { step, train_loss: Some(1.0), ..Default::default() };
+    // Step 150 has the lowest error but no checkpoint; 100 is best by error, 200 by hits, 300 by loss.
+    let rows = vec![
+        train(50),
+        row(50, 90.0, 30.0, 0.9),
+        row(100, 70.0, 40.0, 0.8),
+        row(150, 60.0, 41.0, 0.7),
+        row(200, 75.0, 48.0, 0.6),
+        row(300, 80.0, 45.0, 0.5),
+    ];
+    let cks = vec![ck(50), ck(100), ck(200), ck(300)];
+    assert_eq!(run::best_of(&rows, &cks, run::BestBy::Error).map(|b| b.0), Some(100));
+    assert_eq!(run::best_of(&rows, &cks, run::BestBy::Rmsle).map(|b| b.0), Some(100));
+    assert_eq!(run::best_of(&rows, &cks, run::BestBy::Hits).map(|b| b.0), Some(200));
+    assert_eq!(run::best_of(&rows, &cks, run::BestBy::Loss).map(|b| b.0), Some(300));
+    // A better row at a new checkpoint moves it.
+    let mut more = rows.clone();
+    more.push(row(350, 50.0, 50.0, 0.4));
+    let mut cks2 = cks.clone();
+    cks2.push(ck(350));
+    assert_eq!(run::best_of(&more, &cks2, run::BestBy::Error).map(|b| b.0), Some(350));
+    // Rows without prices (runs from before they were written) give no best by error.
+    let old: Vec<MetricRow> = rows.iter().map(|r| MetricRow { val_error: None, ..r.clone() }).collect();
+    assert_eq!(run::best_of(&old, &cks, run::BestBy::Error), None);
+}
+
+#[test]
+fn max_seq_len_reads_auto_or_a_number_and_round_trips() {
+    use pricer::finetune::config::SeqLen;
+    let auto = TrainConfig::parse("max_seq_len = \"auto\"", Path::new("."), "t").unwrap();
+    assert_eq!(auto.max_seq_len, SeqLen::Auto);
+    assert_eq!(TrainConfig::default().max_seq_len, SeqLen::Auto);
+    let n = TrainConfig::parse("max_seq_len = 96", Path::new("."), "t").unwrap();
+    assert_eq!(n.max_seq_len, SeqLen::Tokens(96));
+    let back = TrainConfig::parse(&n.to_toml(), Path::new("."), "t").unwrap();
+    assert_eq!(back.max_seq_len, SeqLen::Tokens(96));
+    assert!(TrainConfig::parse("max_seq_len = \"long\"", Path::new("."), "t").is_err());
+    assert_eq!(SeqLen::Auto.resolve(300), 300);
+    assert_eq!(SeqLen::Tokens(128).resolve(300), 128);
+}
+
+#[test]
+fn the_shipped_recipe_reads_as_a_regression_run_on_its_prepared_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = pricer::finetune::TrainConfig::load(&dir.join("recipes/benchmark-regression.toml")).unwrap();
+    assert_eq!(cfg.objective, pricer::finetune::config::Objective::Regression);
+    assert_eq!(cfg.train, dir.join("recipes/../target/recipe/train_x2.jsonl"));
+    assert_eq!(cfg.validation, Some(dir.join("recipes/../target/recipe/val.jsonl")));
+    assert_eq!(cfg.max_seq_len, pricer::finetune::config::SeqLen::Tokens(128));
+    assert_eq!(cfg.lora.target_modules.len(), 7);
+}

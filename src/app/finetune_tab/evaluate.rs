@@ -18,6 +18,7 @@ impl FinetuneTab {
         let dir = r.dir.clone();
         let cks = r.checkpoints.clone();
         let evals = r.evals.clone();
+        let best = crate::finetune::run::best_of(&r.metrics, &cks, self.best_by);
         ui.horizontal_wrapped(|ui| {
             let ck_label = ui.label("checkpoint");
             let current = self
@@ -25,16 +26,25 @@ impl FinetuneTab {
                 .as_ref()
                 .filter(|p| cks.iter().any(|c| &c.1 == *p))
                 .cloned()
+                .or_else(|| best.as_ref().map(|b| b.1.clone()))
                 .or_else(|| cks.last().map(|c| c.1.clone()));
+            let key = self.best_by.key();
+            let name_of = |step: usize| {
+                if best.as_ref().is_some_and(|b| b.0 == step) {
+                    format!("checkpoint-{step} (best {key})")
+                } else {
+                    format!("checkpoint-{step}")
+                }
+            };
             let label = current
                 .as_ref()
-                .and_then(|p| p.file_name())
-                .map_or("none yet".into(), |s| s.to_string_lossy().into_owned());
+                .and_then(|p| cks.iter().find(|c| &c.1 == p))
+                .map_or("none yet".into(), |c| name_of(c.0));
             egui::ComboBox::from_id_salt("eval_ck")
                 .selected_text(label)
                 .show_ui(ui, |ui| {
                     for (step, p) in &cks {
-                        if ui.selectable_label(current.as_ref() == Some(p), format!("checkpoint-{step}")).clicked() {
+                        if ui.selectable_label(current.as_ref() == Some(p), name_of(*step)).clicked() {
                             self.eval_checkpoint = Some(p.clone());
                         }
                     }

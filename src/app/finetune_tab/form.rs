@@ -3,11 +3,39 @@
 
 use super::{Command, FinetuneTab};
 use crate::finetune::Target;
-use crate::finetune::config::{Objective, TrainConfig, memory_estimate};
+use crate::finetune::config::LengthReport;
+use crate::finetune::config::{Objective, SeqLen, TrainConfig, memory_estimate};
 use egui::{Color32, RichText, Ui};
 use std::path::PathBuf;
 
 impl FinetuneTab {
+    /// What the sequence length does to the training prompts, for under its field.
+    fn lengths_line(&self) -> Option<RichText> {
+        let l = self.lengths.as_ref().filter(|l| l.train == self.form.train && l.model == self.form.model)?;
+        Some(match &l.result {
+            None => RichText::new("counting the training prompts' tokens…").weak(),
+            Some(Err(e)) => {
+                RichText::new(format!("could not count tokens: {e}")).color(Color32::from_rgb(200, 120, 60))
+            }
+            Some(Ok(lens)) => {
+                let r = LengthReport::of(lens, self.form.max_seq_len);
+                let head = format!("{} tokens; longest prompt {} of {} prompts", r.seq_len, r.longest, r.items);
+                if r.shortened == 0 {
+                    RichText::new(format!("{head}: none shortened"))
+                } else {
+                    RichText::new(format!(
+                        "{head}: {} shortened ({:.0}%), by {:.0} tokens on average, {} at most",
+                        r.shortened,
+                        100.0 * r.shortened as f64 / r.items.max(1) as f64,
+                        r.tokens_cut as f64 / r.shortened as f64,
+                        r.max_cut
+                    ))
+                    .color(Color32::from_rgb(200, 160, 60))
+                }
+            }
+        })
+    }
+
     pub(super) fn form_ui(&mut self, ui: &mut Ui) {
         ui.heading("New run");
         ui.label(RichText::new("Data").strong());
@@ -61,7 +89,14 @@ impl FinetuneTab {
                     "{} · {} layers · hidden {} · {:.0}M parameters · LoRA {:.2}M trainable",
                     cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size, params, lora
                 ));
-                let mem = memory_estimate(cfg, &form) as f64 / (1u64 << 30) as f64;
+                // `auto` is the longest prompt once counted; 256 tokens until then.
+                let longest = self
+                    .lengths
+                    .as_ref()
+                    .filter(|l| l.train == form.train && l.model == form.model)
+                    .and_then(|l| l.result.as_ref()?.as_ref().ok()?.iter().copied().max())
+                    .unwrap_or(256);
+                let mem = memory_estimate(cfg, &form, form.max_seq_len.resolve(longest)) as f64 / (1u64 << 30) as f64;
                 ui.label(format!("estimated peak memory ~ {mem:.1} GiB (f32 base, activations of one micro-batch)"));
             }
             Some(Err((e, missing))) => {
@@ -140,9 +175,26 @@ impl FinetuneTab {
             ui.add(egui::DragValue::new(&mut self.form.max_grad_norm).range(0.01..=100.0).speed(0.01))
                 .labelled_by(label.id);
             ui.end_row();
-            let label = ui.label("max sequence length");
-            ui.add(egui::DragValue::new(&mut self.form.max_seq_len).range(16..=8192)).labelled_by(label.id);
+            ui.label("max sequence length");
+            ui.horizontal(|ui| {
+                let mut auto = self.form.max_seq_len == SeqLen::Auto;
+                if ui
+                    .checkbox(&mut auto, "auto")
+                    .on_hover_text("The longest training prompt in the model's own tokenizer")
+                    .changed()
+                {
+                    self.form.max_seq_len = if auto { SeqLen::Auto } else { SeqLen::Tokens(256) };
+                }
+                if let SeqLen::Tokens(n) = &mut self.form.max_seq_len {
+                    ui.add(egui::DragValue::new(n).range(16..=8192)).on_hover_text("max sequence length (tokens)");
+                }
+            });
             ui.end_row();
+            if let Some(text) = self.lengths_line() {
+                ui.label("");
+                ui.label(text);
+                ui.end_row();
+            }
             let label = ui.label("seed");
             ui.add(egui::DragValue::new(&mut self.form.seed)).labelled_by(label.id);
             ui.end_row();

@@ -51,6 +51,17 @@ pub enum Command {
     Rescan,
 }
 
+/// Token counts of the training prompts in the model's tokenizer, for the form's preview of what
+/// the sequence length shortens; counted by a job per (train file, model).
+pub struct PromptLengths {
+    /// Training file counted.
+    pub train: PathBuf,
+    /// Model whose tokenizer counted.
+    pub model: String,
+    /// The counts, or why there are none; `None` while the job runs.
+    pub result: Option<Result<Vec<usize>, String>>,
+}
+
 /// Model facts for the form (architecture, memory estimate), read in `logic` per model string.
 struct ModelInfo {
     model: String,
@@ -78,13 +89,17 @@ pub struct FinetuneTab {
     pub log_y: bool,
     /// The trainer started from here.
     pub running: Option<TrainerProcess>,
-    /// Checkpoint picked for evaluation.
+    /// Checkpoint picked for evaluation (default: the best by `best_by`, else the latest).
     pub eval_checkpoint: Option<PathBuf>,
+    /// What "best checkpoint" is picked by.
+    pub best_by: crate::finetune::run::BestBy,
     /// The program started for `train` (default: [`trainer_program`]).
     pub trainer: Option<PathBuf>,
     /// Commands queued by the controls.
     pub commands: Vec<Command>,
     model_info: Option<ModelInfo>,
+    /// Prompt token counts for the form (see [`PromptLengths`]).
+    pub lengths: Option<PromptLengths>,
     last_scan: Option<Instant>,
 }
 
@@ -101,9 +116,11 @@ impl Default for FinetuneTab {
             log_y: false,
             running: None,
             eval_checkpoint: None,
+            best_by: Default::default(),
             trainer: None,
             commands: vec![],
             model_info: None,
+            lengths: None,
             last_scan: None,
         }
     }
@@ -141,6 +158,7 @@ impl TabView for FinetuneTab {
         if ctx.settings.tab == Tab::Finetune || self.is_training() {
             self.scan(false);
             self.refresh_model_info();
+            self.refresh_lengths(ctx);
         }
         if self.is_training() {
             ctx.repaint_within(std::time::Duration::from_millis(500));
@@ -179,6 +197,15 @@ impl TabView for FinetuneTab {
     }
 
     fn job_done(&mut self, output: JobOutput, secs: f64, ctx: &mut TabCtx<'_>) {
+        let output = match output.downcast::<PromptLengths>() {
+            Ok(counted) => {
+                if self.lengths.as_ref().is_some_and(|l| l.train == counted.train && l.model == counted.model) {
+                    self.lengths = Some(*counted);
+                }
+                return;
+            }
+            Err(other) => other,
+        };
         let Ok(eval) = output.downcast::<Evaluation>() else { return };
         ctx.log(Level::Info, format!("{} ({} items, {secs:.1}s)", eval.line, eval.metrics.n));
         self.scan(true);
@@ -240,6 +267,7 @@ impl FinetuneTab {
                 Err(e) => ctx.log(Level::Error, format!("could not resume: {e}")),
             },
             Command::Evaluate { run, checkpoint, test, n } => {
+                ctx.log(Level::Info, format!("evaluating {} on {n} items of {}", checkpoint.display(), test.display()));
                 ctx.start_job("evaluate checkpoint", move |job| {
                     Ok(crate::pricers::run::evaluate_run(&run, Some(&checkpoint), &test, n, None, job)?)
                 });
@@ -310,6 +338,23 @@ impl FinetuneTab {
         let program = self.trainer.clone().unwrap_or_else(trainer_program);
         self.running = Some(TrainerProcess::resume(&program, dir)?);
         Ok(())
+    }
+
+    /// Counts the training prompts' tokens (a job) when the train file or the model changed and
+    /// both are there to read.
+    fn refresh_lengths(&mut self, ctx: &mut TabCtx<'_>) {
+        let (train, model) = (self.form.train.clone(), self.form.model.clone());
+        if self.lengths.as_ref().is_some_and(|l| l.train == train && l.model == model)
+            || !train.is_file()
+            || self.model_info.as_ref().is_none_or(|m| m.result.is_err())
+        {
+            return;
+        }
+        self.lengths = Some(PromptLengths { train: train.clone(), model: model.clone(), result: None });
+        ctx.start_job("count prompt tokens", move |job| {
+            let result = crate::finetune::train::train_prompt_lengths(&train, &model, job).map_err(|e| e.to_string());
+            Ok(PromptLengths { train, model, result: Some(result) })
+        });
     }
 
     /// Reads the model's architecture when the model field changed (a GGUF header or a

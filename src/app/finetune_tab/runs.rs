@@ -5,7 +5,7 @@
 use super::{Command, FinetuneTab};
 use crate::app::widgets::category_colour;
 use crate::finetune::config::TrainConfig;
-use crate::finetune::run::{MetricRow, RunSnapshot, RunState, config_differences};
+use crate::finetune::run::{BestBy, MetricRow, RunSnapshot, RunState, best_of, config_differences};
 use crate::stats::ema;
 use egui::{RichText, Ui};
 use egui_plot::{Legend, Line, MarkerShape, Plot, PlotPoints, Points};
@@ -161,6 +161,7 @@ impl FinetuneTab {
                 );
             }
         });
+        self.price_curves_ui(ui);
         ui.columns(2, |cols| {
             Plot::new("lr_plot").height(120.0).x_axis_label("step").y_axis_label("learning rate").show(
                 &mut cols[0],
@@ -183,6 +184,65 @@ impl FinetuneTab {
                 },
             );
         });
+    }
+}
+
+impl FinetuneTab {
+    /// The validation items' prices over steps (val_error, val_rmsle or val_hits by `best_by`),
+    /// each run's best checkpoint marked.
+    fn price_curves_ui(&mut self, ui: &mut Ui) {
+        let shown: Vec<(usize, &RunSnapshot)> =
+            self.runs.iter().enumerate().filter(|(_, r)| self.shown.contains(&r.dir)).collect();
+        if !shown.iter().any(|(_, r)| r.metrics.iter().any(|m| m.val_error.is_some())) {
+            return;
+        }
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Validation prices").strong());
+            let label = ui.label("best by");
+            egui::ComboBox::from_id_salt("best_by")
+                .selected_text(self.best_by.key())
+                .show_ui(ui, |ui| {
+                    for b in BestBy::ALL {
+                        ui.selectable_value(&mut self.best_by, b, b.key());
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+        });
+        let by = self.best_by;
+        let unit = match by {
+            BestBy::Error => "Error ($)",
+            BestBy::Rmsle => "RMSLE",
+            BestBy::Hits => "Hits (%)",
+            BestBy::Loss => "validation loss",
+        };
+        let mut bests = vec![];
+        Plot::new("price_plot").height(160.0).legend(Legend::default()).x_axis_label("step").y_axis_label(unit).show(
+            ui,
+            |plot| {
+                for (i, r) in &shown {
+                    let colour = category_colour(*i);
+                    let pts: Vec<[f64; 2]> =
+                        r.metrics.iter().filter_map(|m| m.metric(by).map(|v| [m.step as f64, v])).collect();
+                    plot.line(Line::new(format!("{} {}", r.name, by.key()), PlotPoints::from(pts)).color(colour));
+                    if let Some((step, _, v)) = best_of(&r.metrics, &r.checkpoints, by) {
+                        plot.points(
+                            Points::new(
+                                format!("{} best: checkpoint-{step}", r.name),
+                                PlotPoints::from(vec![[step as f64, v]]),
+                            )
+                            .color(colour)
+                            .radius(6.0)
+                            .shape(MarkerShape::Asterisk),
+                        );
+                        bests.push(format!("{}: best checkpoint-{step} ({} {v:.2})", r.name, by.key()));
+                    }
+                }
+            },
+        );
+        for b in bests {
+            ui.label(b);
+        }
     }
 }
 
