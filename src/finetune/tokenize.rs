@@ -22,6 +22,9 @@ pub struct ModelTokenizer {
     pub number_tokens: bool,
     /// Token ids of the digits `0`..`9` as standalone tokens, where they exist.
     pub digit_ids: [Option<u32>; 10],
+    /// Tokens a typical training price (`100.00`) takes after `Price is $`: what a sequence keeps
+    /// free for the price when a description is cut.
+    pub price_room: usize,
 }
 
 fn terr(e: impl std::fmt::Display) -> Error {
@@ -36,7 +39,9 @@ impl ModelTokenizer {
         for (d, slot) in digit_ids.iter_mut().enumerate() {
             *slot = tok.token_to_id(&d.to_string());
         }
-        Self { tok, bos, eos, number_tokens, digit_ids }
+        let count = |s: &str| tok.encode(s, false).map(|e| e.get_ids().len()).unwrap_or(0);
+        let price_room = count("Price is $100.00").saturating_sub(count("Price is $")).max(1);
+        Self { tok, bos, eos, number_tokens, digit_ids, price_room }
     }
 
     /// Loads a `tokenizer.json`; EOS from the usual special tokens.
@@ -167,9 +172,17 @@ pub struct Example {
     pub truncated: bool,
 }
 
-/// Tokenizes a prompt (`… Price is $123.00` for training, or a test prompt ending `Price is $`),
-/// keeping at most `max_len` tokens: tokens are dropped from the end of the description, never from
-/// `\n\nPrice is $` on.
+/// Tokenizes a prompt (`… Price is $123.00` for training, or a test prompt ending `Price is $`)
+/// for a sequence budget of `max_len` tokens: tokens are dropped from the end of the description,
+/// never from `\n\nPrice is $` on.
+///
+/// Where the description is cut never depends on the price: the part up to `$` keeps at most
+/// `max_len − price_room` tokens (room for a typical price, `100.00`), and the price's own tokens
+/// follow, so a long price may take the sequence a token or two past `max_len`. A test prompt is cut
+/// exactly where its training prompt was, whatever the price. (Issue 12: cutting the whole sequence
+/// to `max_len` put `$` one token earlier for every extra price digit, so the position of `$` told
+/// the model the price's magnitude while training, and the checkpoints learned that instead of
+/// reading the description.)
 pub fn encode_prompt(tok: &ModelTokenizer, prompt: &str, price: f64, max_len: usize) -> Result<Example> {
     let pos =
         prompt.rfind(PREFIX).ok_or_else(|| Error::InvalidInput(format!("prompt has no {PREFIX:?}: {:.60}", prompt)))?;
@@ -182,44 +195,33 @@ pub fn encode_prompt(tok: &ModelTokenizer, prompt: &str, price: f64, max_len: us
         return Err(Error::InvalidInput("the tokenizer merges `$` with the price; cannot mask the loss".into()));
     }
     let tail_start = offs.iter().position(|&(s, e)| e > tail_from && e > s).unwrap_or(ids.len());
-    let tail_len = ids.len() - tail_start;
-    if ids.len() <= max_len {
+    // `\n\nPrice is $`, without the price.
+    let tail_len = price_start - tail_start;
+    let budget = max_len.saturating_sub(tok.price_room);
+    if price_start <= budget {
         return Ok(Example { ids, price_start, price, truncated: false });
     }
-    if tail_len + 1 > max_len {
+    if tail_len + 1 > budget {
         return Err(Error::InvalidInput(format!(
-            "max sequence length {max_len} is too short for the {tail_len} tokens from `Price is $` on"
+            "max sequence length {max_len} is too short for the {tail_len} tokens of `Price is $` and a price"
         )));
     }
-    let keep_head = max_len - tail_len;
+    let keep_head = budget - tail_len;
     let mut out = ids[..keep_head].to_vec();
     out.extend_from_slice(&ids[tail_start..]);
     let price_start = price_start - (tail_start - keep_head);
     Ok(Example { ids: out, price_start, price, truncated: true })
 }
 
-/// Token counts of prompts in the model's tokenizer (BOS included), as training encodes them.
+/// The sequence length each prompt needs uncut, as [`encode_prompt`] budgets it: its tokens up to
+/// `Price is $` (BOS included) plus the room kept for a price. A prompt is shortened exactly when
+/// this exceeds the sequence length.
 pub fn prompt_lengths(tok: &ModelTokenizer, prompts: &[&str]) -> Result<Vec<usize>> {
-    prompts.iter().map(|p| tok.encode_with_offsets(p).map(|e| e.0.len())).collect()
+    prompts.iter().map(|p| encode_prompt(tok, p, 0.0, usize::MAX).map(|e| e.price_start + tok.price_room)).collect()
 }
 
 /// Token ids of a prompt to price (a test prompt ending `Price is $`, or a full item prompt, cut
-/// there), shortened the way training shortened it: a training sequence of `max_len` tokens also
-/// held the price (`123.00`), so the description keeps that many fewer tokens here. Pricing with
-/// the longer cut moved the last prompt token and changed what the model had learned to read there
-/// (issue 12: a regression checkpoint scored Error $94 on its validation items as the trainer
-/// encoded them and $152 on the same items encoded at the full length).
+/// there), shortened exactly as [`encode_prompt`] shortened it for training.
 pub fn encode_for_pricing(tok: &ModelTokenizer, prompt: &str, max_len: usize) -> Result<Vec<u32>> {
-    let prompt = crate::items::test_prompt(prompt);
-    let room = price_room(tok)?;
-    let full = encode_prompt(tok, prompt, 0.0, usize::MAX)?;
-    let len = if full.ids.len() + room > max_len { max_len.saturating_sub(room) } else { max_len };
-    Ok(encode_prompt(tok, prompt, 0.0, len)?.ids)
-}
-
-/// Tokens a typical training price (`100.00`) takes after `Price is $`.
-pub fn price_room(tok: &ModelTokenizer) -> Result<usize> {
-    let with = tok.encode_with_offsets("Price is $100.00")?.0.len();
-    let without = tok.encode_with_offsets("Price is $")?.0.len();
-    Ok(with.saturating_sub(without))
+    Ok(encode_prompt(tok, crate::items::test_prompt(prompt), 0.0, max_len)?.ids)
 }

@@ -262,6 +262,8 @@ fn truncation_shortens_the_description_and_keeps_the_price() {
     );
     let ex = encode_prompt(&tok, &prompt, 123.0, 40).unwrap();
     assert!(ex.truncated);
+    // `123.00` takes the room kept for a price (`100.00`, 3 tokens), so the sequence is 40 long.
+    assert_eq!(tok.price_room, 3);
     assert_eq!(ex.ids.len(), 40);
     assert_eq!(tok.decode(&ex.ids[ex.price_start..]), "123.00");
     assert!(tok.decode(&ex.ids).contains("\n\nPrice is $123.00"));
@@ -630,11 +632,12 @@ fn runs_price_their_validation_items_and_auto_length_is_the_longest_prompt() {
     let report =
         pricer::finetune::train::length_report(&t.model.tokenizer, &all, pricer::finetune::config::SeqLen::Auto)
             .unwrap();
-    assert!(report.longest >= longest && report.shortened == 0);
+    // The report counts the room kept for a price; the run's longest holds the actual price.
+    assert!(report.longest.abs_diff(longest) <= 2 && report.shortened == 0, "{report:?} vs {longest}");
     let capped = pricer::finetune::train::length_report(
         &t.model.tokenizer,
         &all,
-        pricer::finetune::config::SeqLen::Tokens(longest - 10),
+        pricer::finetune::config::SeqLen::Tokens(report.longest - 10),
     )
     .unwrap();
     assert!(capped.shortened >= 1 && capped.max_cut >= 10, "{capped:?}");
@@ -652,21 +655,50 @@ fn run_best(dir: &Path) -> PathBuf {
     pricer::finetune::run::best_checkpoint(dir, pricer::finetune::run::BestBy::Error).unwrap().1
 }
 
+/// A long description with the given price.
+fn long_prompt(price: &str) -> String {
+    let words: Vec<String> = (0..120).map(|i| format!("word{i}")).collect();
+    format!("How much does this cost to the nearest dollar?\n\nA lamp\n{}\n\nPrice is ${price}", words.join(" "))
+}
+
+/// Issue 12's label leak: the description must be cut at the same token whatever the price, or
+/// where `$` sits tells the model how many digits the price has.
+fn assert_cut_ignores_the_price(tok: &ModelTokenizer, cheap: &str, dear: &str) {
+    use pricer::finetune::tokenize::{encode_for_pricing, encode_prompt};
+    let (a, b) = (long_prompt(cheap), long_prompt(dear));
+    let (ea, eb) = (encode_prompt(tok, &a, 9.0, 64).unwrap(), encode_prompt(tok, &b, 999.0, 64).unwrap());
+    assert!(ea.truncated && eb.truncated);
+    assert!(ea.ids.len() - ea.price_start < eb.ids.len() - eb.price_start, "the dear price has more tokens");
+    assert_eq!(ea.ids[..ea.price_start], eb.ids[..eb.price_start], "same tokens before the price");
+    assert_eq!(ea.price_start + tok.price_room, 64, "the cut keeps room for a typical price");
+    assert_eq!(tok.decode(&eb.ids[eb.price_start..]), dear);
+    // Pricing reads what training read, for the test prompt and for the full prompt alike.
+    let test = encode_for_pricing(tok, pricer::items::test_prompt(&b), 64).unwrap();
+    assert_eq!(test, ea.ids[..ea.price_start]);
+    assert_eq!(encode_for_pricing(tok, &a, 64).unwrap(), test);
+    // What the form reports as a prompt's length is what decides the cut.
+    let lens = pricer::finetune::tokenize::prompt_lengths(tok, &[&a, &b]).unwrap();
+    assert!(lens[0] == lens[1] && lens[0] > 64);
+}
+
 #[test]
-fn pricing_cuts_a_long_description_where_training_cut_it() {
+fn the_cut_before_the_price_does_not_depend_on_the_price() {
+    // Llama 3 numbers: `9.00` is 3 tokens, `1234.00` 4.
+    assert_cut_ignores_the_price(&llama_tokenizer(), "9.00", "1234.00");
+    // SmolLM2 digits: `9.00` is 4 tokens, `999.00` 6.
+    if let Some(path) = crate::common::model_file() {
+        let tok = pricer::finetune::model::peek_tokenizer(&path.display().to_string()).unwrap();
+        assert_cut_ignores_the_price(&tok, "9.00", "999.00");
+    }
+}
+
+#[test]
+fn pricing_leaves_a_prompt_that_fits_whole() {
     use pricer::finetune::tokenize::{encode_for_pricing, encode_prompt};
     let tok = llama_tokenizer();
-    let words: Vec<String> = (0..120).map(|i| format!("word{i}")).collect();
-    let long =
-        format!("How much does this cost to the nearest dollar?\n\nA lamp\n{}\n\nPrice is $100.00", words.join(" "));
-    let trained = encode_prompt(&tok, &long, 100.0, 64).unwrap();
-    assert!(trained.truncated && trained.ids.len() == 64);
-    // The test prompt (and the full prompt, cut at `Price is $`) gets the training prompt's tokens.
-    let test_prompt = pricer::items::test_prompt(&long);
-    assert_eq!(encode_for_pricing(&tok, test_prompt, 64).unwrap(), trained.ids[..trained.price_start]);
-    assert_eq!(encode_for_pricing(&tok, &long, 64).unwrap(), trained.ids[..trained.price_start]);
-    // A prompt that fits is left whole.
     let short = "How much does this cost to the nearest dollar?\n\nA lamp\n\nPrice is $";
     let whole = encode_prompt(&tok, short, 0.0, usize::MAX).unwrap().ids;
     assert_eq!(encode_for_pricing(&tok, short, 64).unwrap(), whole);
+    assert_eq!(encode_for_pricing(&tok, short, whole.len() + tok.price_room).unwrap(), whole);
+    assert!(encode_for_pricing(&tok, short, whole.len() + tok.price_room - 1).unwrap().len() < whole.len());
 }
