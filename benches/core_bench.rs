@@ -1,6 +1,8 @@
 //! Benchmarks of the core, with the targets of the foundation issue:
-//! - curation throughput on ≥ 200,000 realistic raw lines vs. the floor of only tokenizing the
-//!   same texts with the same tokenizer (target ≤ 1.5×), on 1 and on all cores;
+//! - curation throughput on ≥ 200,000 realistic raw lines, side by side: the tokenize-only floor
+//!   of `tokenizers` 0.23 (the reference engine) and of 1.0.0-rc.3 (the fast one), full curation
+//!   on each, on 1 and on all cores, and the original Python pipeline
+//!   (`tools/reference_curate.py`, one process per core; target: ours ≥ 6× faster);
 //! - memory of the curated table for 2.8M items (target ≤ 2 bytes per byte of prompt text);
 //! - one balancing pass over 2.8M items (target ≤ 50 ms);
 //! - a 100-bin histogram of 2.8M prices (target ≤ 5 ms).
@@ -15,6 +17,7 @@ use pricer::load::{ReadOptions, Source, parse_line};
 use pricer::sampling::{BalanceParams, SlotCategoryCounts, balance, preview};
 use pricer::stats::{Bins, histogram, price_histogram};
 use pricer::text::{py_len, py_prefix, scrub};
+use pricer::tokenizer::PriceTokenizer;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,37 +57,108 @@ fn texts_to_tokenize(raw: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Seconds the original pipeline (`tools/reference_curate.py`, Hugging Face `tokenizers` from
+/// pip) takes on `raw` split into `processes` parts run at once, and the items it kept; `None`
+/// when python3 with `tokenizers` is not installed.
+fn python_reference(raw: &[u8], processes: usize) -> Option<(f64, usize)> {
+    let ok = std::process::Command::new("python3").args(["-c", "import tokenizers"]).output().ok()?.status.success();
+    if !ok {
+        println!("python reference: skipped (pip install tokenizers)");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("pricer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let lines: Vec<&[u8]> = raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let per = lines.len().div_ceil(processes);
+    let parts: Vec<_> = lines
+        .chunks(per)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = dir.join(format!("part{i}.jsonl"));
+            std::fs::write(&path, chunk.join(&b'\n')).expect("write part");
+            path
+        })
+        .collect();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let t0 = Instant::now();
+    let children: Vec<_> = parts
+        .iter()
+        .map(|p| {
+            std::process::Command::new("python3")
+                .arg("tools/reference_curate.py")
+                .arg(p)
+                .current_dir(root)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("python3")
+        })
+        .collect();
+    let mut kept = 0;
+    for child in children {
+        let out = child.wait_with_output().expect("python reference");
+        assert!(out.status.success(), "tools/reference_curate.py failed");
+        kept += out.stdout.split(|&b| b == b'\n').filter(|l| l.split(|&b| b == b'\t').nth(1) == Some(b"kept")).count();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Some((secs, kept))
+}
+
+/// Curation side by side on one file: the tokenize-only floors of both engines (`tokenizers` 0.23,
+/// the reference, and 1.0.0-rc.3, the fast one), full curation on each, on 1 and on all cores,
+/// and the original Python pipeline in as many processes as there are cores.
 fn bench_curation(n_lines: usize) {
     let raw: Arc<[u8]> = pricer::demo::demo_bytes(n_lines, 42).into();
     let texts = texts_to_tokenize(&raw);
-    let curator = Curator::original().expect("tokenizer");
-    let tok = curator.tokenizer().clone();
+    let fast = Curator::original().expect("tokenizer");
+    let reference =
+        Curator::new(PriceTokenizer::llama31_reference().expect("tokenizer"), Default::default()).expect("tokenizer");
+    assert_eq!(fast.tokenizer().engine(), "tokenizers 1.0.0-rc.3");
     let mb = raw.len() as f64 / 1e6;
     let threads_all = rayon::current_num_threads();
+    let mut ours_all = 0.0;
+    let mut kept = 0;
     for threads in [1, threads_all] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-        // Warm the tokenizer's cache the same way for both measurements.
-        pool.install(|| texts.par_iter().take(2000).for_each(|t| drop(tok.encode(t))));
-        let t0 = Instant::now();
-        let n_tokens: usize = pool.install(|| texts.par_iter().map(|t| tok.encode(t).map_or(0, |ids| ids.len())).sum());
-        let floor = t0.elapsed();
-        let src = Source::from_bytes("bench.jsonl", raw.clone(), None);
-        let t0 = Instant::now();
-        let (table, report) = pool
-            .install(|| curator.curate_sources(&[src], ReadOptions::default(), &JobCtx::default()).expect("curate"));
-        let full = t0.elapsed();
+        let mut line = format!("curation  threads={threads} lines={n_lines} ({mb:.0} MB) texts={}", texts.len());
+        let mut secs = [0.0f64; 2];
+        for (k, curator) in [&reference, &fast].into_iter().enumerate() {
+            let tok = curator.tokenizer().clone();
+            // Warm the tokenizer's cache the same way for both measurements.
+            pool.install(|| texts.par_iter().take(2000).for_each(|t| drop(tok.encode(t))));
+            let t0 = Instant::now();
+            let n_tokens: usize =
+                pool.install(|| texts.par_iter().map(|t| tok.encode(t).map_or(0, |ids| ids.len())).sum());
+            let floor = t0.elapsed().as_secs_f64();
+            let src = Source::from_bytes("bench.jsonl", raw.clone(), None);
+            let t0 = Instant::now();
+            let (table, report) = pool.install(|| {
+                curator.curate_sources(&[src], ReadOptions::default(), &JobCtx::default()).expect("curate")
+            });
+            let full = t0.elapsed().as_secs_f64();
+            assert_eq!(report.kept as usize, table.len());
+            kept = table.len();
+            secs[k] = full;
+            line += &format!(
+                " | {}: tokenize-only floor {floor:.2}s ({:.0} lines/s, {n_tokens} tokens), curation {full:.2}s ({:.0} lines/s, {:.1} MB/s), {:.2}x its floor",
+                tok.engine(),
+                n_lines as f64 / floor,
+                n_lines as f64 / full,
+                mb / full,
+                full / floor,
+            );
+        }
+        line += &format!(" | kept={kept} | fast engine {:.2}x faster", secs[0] / secs[1]);
+        println!("{line}");
+        ours_all = secs[1];
+    }
+    if let Some((py, py_kept)) = python_reference(&raw, threads_all) {
         println!(
-            "curation  threads={threads} lines={n_lines} ({mb:.0} MB) texts={} tokens={n_tokens} kept={} | tokenize-only floor {:.2}s ({:.0} lines/s) | full curation {:.2}s ({:.0} lines/s, {:.1} MB/s) | ratio {:.2}x (target <= 1.5x)",
-            texts.len(),
-            table.len(),
-            floor.as_secs_f64(),
-            n_lines as f64 / floor.as_secs_f64(),
-            full.as_secs_f64(),
-            n_lines as f64 / full.as_secs_f64(),
-            mb / full.as_secs_f64(),
-            full.as_secs_f64() / floor.as_secs_f64(),
+            "curation  python reference (tools/reference_curate.py, {threads_all} processes, HF tokenizers from pip) {py:.2}s ({:.0} lines/s) kept={py_kept} | ours on {threads_all} threads {:.2}x faster (target >= 6x)",
+            n_lines as f64 / py,
+            py / ours_all,
         );
-        assert_eq!(report.kept as usize, table.len());
+        assert_eq!(py_kept, kept, "the Python pipeline kept other items");
     }
 }
 

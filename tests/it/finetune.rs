@@ -27,7 +27,7 @@ fn tiny_cfg() -> LlamaConfig {
 
 fn llama_tokenizer() -> ModelTokenizer {
     let t = pricer::tokenizer::PriceTokenizer::llama31().unwrap();
-    ModelTokenizer::from_tokenizer(t.inner().clone())
+    ModelTokenizer::from_tokenizer(t.inner().unwrap().clone())
 }
 
 /// A tiny random model saved as a Hugging Face folder.

@@ -19,3 +19,4 @@ mod sampling;
 #[cfg(feature = "gui")]
 mod snapshots;
 mod tester;
+mod tokenizer_identity;
