@@ -7,8 +7,12 @@
 //! - one balancing pass over 2.8M items (target ≤ 50 ms);
 //! - a 100-bin histogram of 2.8M prices (target ≤ 5 ms).
 //!
-//! `cargo bench --bench core_bench -- [curation] [memory] [balance] [histogram]` (all by default;
+//! `cargo bench --bench core_bench -- [stages] [curation] [memory] [balance] [histogram]` (all by default;
 //! `--lines N` sets the raw lines of the curation run). Prints one result line per measurement.
+
+// The app's allocator, so the numbers are the app's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use pricer::curate::Curator;
 use pricer::items::ItemTable;
@@ -162,6 +166,67 @@ fn bench_curation(n_lines: usize) {
     }
 }
 
+/// Where one thread's curation time goes, stage by stage, on the same raw lines (the profile
+/// behind issue 16's third part): JSON parsing (with the details' Python `json.dumps`), the
+/// contents with the details removals, `scrub`, encode, decode, and whole `Curator::curate`.
+fn bench_curation_stages(n_lines: usize) {
+    let raw = pricer::demo::demo_bytes(n_lines, 42);
+    let curator = Curator::original().expect("tokenizer");
+    let tok = curator.tokenizer().clone();
+    // Stage by stage, record by record, nothing kept (as curation streams).
+    let mut secs = [0.0f64; 5];
+    let mut lap = |k: usize, t0: &mut Instant| {
+        let now = Instant::now();
+        secs[k] += (now - *t0).as_secs_f64();
+        *t0 = now;
+    };
+    let (mut n, mut priced, mut tokenized, mut decoded) = (0, 0, 0, 0);
+    for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        n += 1;
+        let mut t0 = Instant::now();
+        let Ok(r) = parse_line(line) else { continue };
+        lap(0, &mut t0);
+        if !r.price.parse().is_some_and(|p| (0.5..=999.49).contains(&p)) {
+            continue;
+        }
+        priced += 1;
+        let mut t0 = Instant::now();
+        let contents = Curator::contents(&r);
+        lap(1, &mut t0);
+        if py_len(&contents) <= 300 {
+            continue;
+        }
+        tokenized += 1;
+        let mut t0 = Instant::now();
+        let text = format!("{}\n{}", scrub(&r.title), scrub(py_prefix(&contents, 1120)));
+        lap(2, &mut t0);
+        let ids = tok.encode(&text).expect("encode");
+        lap(3, &mut t0);
+        if ids.len() > 150 {
+            decoded += tok.decode(&ids[..ids.len().min(160)]).expect("decode").len();
+            lap(4, &mut t0);
+        }
+    }
+    let records: Vec<_> = raw
+        .split(|&b| b == b'\n')
+        .filter_map(|l| parse_line(l).ok())
+        .filter(|r| r.price.parse().is_some_and(|p| (0.5..=999.49).contains(&p)))
+        .collect();
+    let t0 = Instant::now();
+    let kept = records.iter().filter(|r| matches!(curator.curate(r, "x"), Ok(Ok(_)))).count();
+    let curate = t0.elapsed().as_secs_f64();
+    let ms = |s: f64| s * 1e3;
+    println!(
+        "curation stages  threads=1 lines={n} priced={priced} tokenized={tokenized} kept={kept} (decoded {decoded} bytes) | parse_line {:.0} ms | contents {:.0} ms | scrub {:.0} ms | encode {:.0} ms | decode {:.0} ms | Curator::curate on the priced records (contents to prompt) {:.0} ms",
+        ms(secs[0]),
+        ms(secs[1]),
+        ms(secs[2]),
+        ms(secs[3]),
+        ms(secs[4]),
+        ms(curate),
+    );
+}
+
 /// A table of `n` items made from curated demo items (prices jittered so slots fill like a
 /// real catalogue).
 fn big_table(n: usize) -> ItemTable {
@@ -257,6 +322,9 @@ fn main() {
         args.iter().all(|a| a.starts_with("--") || a.parse::<usize>().is_ok()) || args.iter().any(|a| a == name)
     };
     println!("machine: {} threads", rayon::current_num_threads());
+    if wants("stages") {
+        bench_curation_stages(lines);
+    }
     if wants("curation") {
         bench_curation(lines);
     }

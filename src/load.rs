@@ -103,10 +103,7 @@ pub fn parse_line(line: &[u8]) -> std::result::Result<RawRecord, String> {
     let details = match rec.details.map(RawValue::get) {
         None | Some("null") => String::new(),
         Some(raw) if raw.starts_with('"') => serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?,
-        Some(raw) if raw.starts_with('{') => {
-            let v: serde_json::Value = serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
-            pyjson::dumps(&v)
-        }
+        Some(raw) if raw.starts_with('{') => pyjson::transcode(raw).map_err(|e| format!("details: {e}"))?,
         Some(raw) => return Err(format!("details: expected an object, a string or null, found {}", short(raw))),
     };
     Ok(RawRecord {

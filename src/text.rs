@@ -3,6 +3,8 @@
 //! character for character (Python's `\s` and `str.isdigit` classes included).
 
 use crate::unicode_tables::PY_DIGIT_RANGES;
+use memchr::memmem::Finder;
+use std::sync::LazyLock;
 
 /// Substrings deleted from the details JSON string, in this order (case-sensitive).
 pub const REMOVALS: [&str; 13] = [
@@ -67,79 +69,179 @@ fn in_ranges(ranges: &[(u32, u32)], c: char) -> bool {
 
 /// Applies [`REMOVALS`] to a details JSON string.
 pub fn scrub_details(details: &str) -> String {
-    let mut out = details.to_owned();
-    for r in REMOVALS {
-        if out.contains(r) {
-            out = out.replace(r, "");
+    static FINDERS: LazyLock<Vec<Finder<'static>>> = LazyLock::new(|| REMOVALS.iter().map(Finder::new).collect());
+    let mut buf = details.as_bytes().to_vec();
+    for finder in FINDERS.iter() {
+        replace_shrinking(&mut buf, finder, b"");
+    }
+    String::from_utf8(buf).expect("removing whole UTF-8 strings from UTF-8 leaves UTF-8")
+}
+
+/// Python's `s.replace(from, to)` (left to right, non-overlapping) in place, for a `to` no longer
+/// than `from` (the needle of `finder`). Whole UTF-8 strings for a whole one keep it UTF-8: a
+/// match of a UTF-8 string always starts and ends at character boundaries.
+fn replace_shrinking(buf: &mut Vec<u8>, finder: &Finder<'_>, to: &[u8]) {
+    let n = finder.needle().len();
+    debug_assert!(to.len() <= n && n > 0);
+    let Some(first) = finder.find(buf) else { return };
+    // Everything before `write` is the result; everything from `read` on is still the input,
+    // and `write <= read` throughout, so the input ahead is never overwritten.
+    let (mut write, mut read) = (first, first);
+    loop {
+        buf[write..write + to.len()].copy_from_slice(to);
+        write += to.len();
+        read += n;
+        let gap = finder.find(&buf[read..]).unwrap_or(buf.len() - read);
+        buf.copy_within(read..read + gap, write);
+        write += gap;
+        read += gap;
+        if read == buf.len() {
+            break;
         }
     }
-    out
+    buf.truncate(write);
+}
+
+/// Python's chain `s.replace(a, b).replace(c, d)…` for replacements each no longer than its
+/// pattern.
+fn replace_all_shrinking(s: String, finders: &[(Finder<'static>, &'static str)]) -> String {
+    let mut buf = s.into_bytes();
+    for (finder, to) in finders {
+        replace_shrinking(&mut buf, finder, to.as_bytes());
+    }
+    String::from_utf8(buf).expect("replacing whole UTF-8 strings with UTF-8 leaves UTF-8")
 }
 
 fn is_scrub_class(c: char) -> bool {
     matches!(c, ':' | '[' | ']' | '"' | '{' | '}' | '【' | '】') || is_py_space(c)
 }
 
+/// [`is_scrub_class`] for each ASCII byte.
+const ASCII_SCRUB_CLASS: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = matches!(b as u8, b':' | b'[' | b']' | b'"' | b'{' | b'}' | 0x09..=0x0D | 0x1C..=0x20);
+        b += 1;
+    }
+    t
+};
+
 /// The original `scrub`: collapse runs of `: [ ] " { } 【 】` and whitespace into one space and
 /// trim; fix ` ,`, `,,,`, `,,`; drop every word of 7+ characters that contains a digit.
+///
+/// Works on bytes: ASCII bytes are classified by a table and kept text is copied a run at a
+/// time; only non-ASCII characters are decoded.
 pub fn scrub(s: &str) -> String {
+    let bytes = s.as_bytes();
     let mut collapsed = String::with_capacity(s.len());
     let mut in_run = false;
-    for c in s.chars() {
-        if is_scrub_class(c) {
-            in_run = true;
+    // Start of the pending run of kept characters.
+    let mut keep_from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (class, len) = if b < 0x80 {
+            (ASCII_SCRUB_CLASS[b as usize], 1)
         } else {
-            if in_run && !collapsed.is_empty() {
+            let c = s[i..].chars().next().expect("a char at a char boundary");
+            (is_scrub_class(c), c.len_utf8())
+        };
+        if class {
+            if !in_run {
+                collapsed.push_str(&s[keep_from..i]);
+                in_run = true;
+            }
+        } else if in_run {
+            // The run's space, unless a comma follows: every space of the collapsed text comes
+            // from a run, so this is the original's `replace(" ,", ",")`.
+            if !collapsed.is_empty() && b != b',' {
                 collapsed.push(' ');
             }
             in_run = false;
-            collapsed.push(c);
+            keep_from = i;
         }
+        i += len;
+    }
+    if !in_run {
+        collapsed.push_str(&s[keep_from..]);
     }
     // `collapsed` is already trimmed: leading runs were skipped and a trailing run never pushed.
-    let mut fixed = collapsed;
-    for (from, to) in [(" ,", ","), (",,,", ","), (",,", ",")] {
-        if fixed.contains(from) {
-            fixed = fixed.replace(from, to);
-        }
-    }
-    let mut out = String::with_capacity(fixed.len());
-    let mut first = true;
-    for word in fixed.split(' ') {
-        let long_with_digit = word.len() >= 7 && word.chars().count() >= 7 && word.chars().any(is_py_digit);
-        if long_with_digit {
+    static COMMAS: LazyLock<[(Finder<'static>, &str); 2]> =
+        LazyLock::new(|| [(Finder::new(",,,"), ","), (Finder::new(",,"), ",")]);
+    let fixed = if collapsed.contains(",,") { replace_all_shrinking(collapsed, &*COMMAS) } else { collapsed };
+    drop_long_words_with_digits(fixed)
+}
+
+/// The last rule of [`scrub`] on a collapsed text: drops every space-separated word of 7+
+/// characters that contains a digit (Python's `" ".join(w for w in s.split(" ") if …)`), in one
+/// pass, in place.
+fn drop_long_words_with_digits(text: String) -> String {
+    let mut buf = text.into_bytes();
+    let n = buf.len();
+    // Output goes to `buf[..write]`; the word being read starts at `start`. The output is never
+    // longer than what was read before `start` minus its last space, so `write < start` once a
+    // word was read: kept text moves left over bytes already read.
+    let (mut write, mut start, mut i) = (0, 0, 0);
+    let (mut chars, mut digit, mut first) = (0usize, false, true);
+    while i <= n {
+        if i == n || buf[i] == b' ' {
+            if !(chars >= 7 && digit) {
+                if !first {
+                    buf[write] = b' ';
+                    write += 1;
+                }
+                buf.copy_within(start..i, write);
+                write += i - start;
+                first = false;
+            }
+            i += 1;
+            start = i;
+            chars = 0;
+            digit = false;
             continue;
         }
-        if !first {
-            out.push(' ');
+        let b = buf[i];
+        chars += 1;
+        if b < 0x80 {
+            digit |= b.is_ascii_digit();
+            i += 1;
+        } else {
+            let width = match b {
+                0xF0.. => 4,
+                0xE0.. => 3,
+                _ => 2,
+            };
+            let c = std::str::from_utf8(&buf[i..i + width]).ok().and_then(|s| s.chars().next());
+            digit |= c.is_some_and(is_py_digit);
+            i += width;
         }
-        first = false;
-        out.push_str(word);
     }
-    out
+    buf.truncate(write);
+    String::from_utf8(buf).expect("whole words of UTF-8 are UTF-8")
 }
 
 /// The clean-up of spaces that `transformers` applies after decode when the tokenizer sets
 /// `clean_up_tokenization_spaces` (Llama 3.1 does), in its order.
 pub fn clean_up_tokenization(s: &str) -> String {
-    let mut out = s.to_owned();
-    for (from, to) in [
-        (" .", "."),
-        (" ?", "?"),
-        (" !", "!"),
-        (" ,", ","),
-        (" ' ", "'"),
-        (" n't", "n't"),
-        (" 'm", "'m"),
-        (" 's", "'s"),
-        (" 've", "'ve"),
-        (" 're", "'re"),
-    ] {
-        if out.contains(from) {
-            out = out.replace(from, to);
-        }
-    }
-    out
+    static FINDERS: LazyLock<Vec<(Finder<'static>, &str)>> = LazyLock::new(|| {
+        [
+            (" .", "."),
+            (" ?", "?"),
+            (" !", "!"),
+            (" ,", ","),
+            (" ' ", "'"),
+            (" n't", "n't"),
+            (" 'm", "'m"),
+            (" 's", "'s"),
+            (" 've", "'ve"),
+            (" 're", "'re"),
+        ]
+        .into_iter()
+        .map(|(from, to)| (Finder::new(from), to))
+        .collect()
+    });
+    replace_all_shrinking(s.to_owned(), &FINDERS)
 }
 
 /// Number of Unicode code points (Python's `len`).

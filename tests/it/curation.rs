@@ -155,6 +155,76 @@ fn scrub_drops_long_words_with_digits() {
     assert_eq!(scrub("１２３４５６７ x²y²z²q 1234567890"), "");
 }
 
+/// `scrub` as the original defines it, char by char (the byte-level `scrub` must agree).
+fn scrub_by_chars(s: &str) -> String {
+    use pricer::text::{is_py_digit, is_py_space};
+    let class = |c: char| matches!(c, ':' | '[' | ']' | '"' | '{' | '}' | '【' | '】') || is_py_space(c);
+    let mut collapsed = String::new();
+    let mut in_run = false;
+    for c in s.chars() {
+        if class(c) {
+            in_run = true;
+        } else {
+            if in_run && !collapsed.is_empty() {
+                collapsed.push(' ');
+            }
+            in_run = false;
+            collapsed.push(c);
+        }
+    }
+    let fixed = collapsed.replace(" ,", ",").replace(",,,", ",").replace(",,", ",");
+    let words: Vec<&str> =
+        fixed.split(' ').filter(|w| !(w.chars().count() >= 7 && w.chars().any(is_py_digit))).collect();
+    words.join(" ")
+}
+
+#[test]
+fn scrub_agrees_with_its_char_by_char_definition_on_fuzz() {
+    use rand::{Rng, SeedableRng};
+    let atoms = [
+        "a",
+        "Z",
+        "é",
+        "x²",
+        "7",
+        "１",
+        "٣",
+        ",",
+        " ",
+        "  ",
+        ":",
+        "[",
+        "]",
+        "\"",
+        "{",
+        "}",
+        "【",
+        "】",
+        "\t",
+        "\n",
+        "\r\n",
+        "\u{1c}",
+        "\u{85}",
+        "\u{a0}",
+        "\u{2009}",
+        "\u{3000}",
+        "\u{200b}",
+        "-",
+        "ABC1234",
+        "abcdefg",
+        "日本語",
+        "😀",
+        ",,",
+        " ,",
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    for _ in 0..20_000 {
+        let n = rng.random_range(0..40);
+        let s: String = (0..n).map(|_| atoms[rng.random_range(0..atoms.len())]).collect();
+        assert_eq!(pricer::text::scrub(&s), scrub_by_chars(&s), "scrub({s:?})");
+    }
+}
+
 #[test]
 fn boundaries_are_inclusive_and_strict_where_the_original_is() {
     let curator = Curator::original().unwrap();
