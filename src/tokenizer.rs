@@ -144,9 +144,15 @@ impl PriceTokenizer {
     #[doc(hidden)]
     pub fn built_in_from_json(json: &[u8], reference_json: fn() -> Result<Vec<u8>>) -> Result<(Self, Option<String>)> {
         let name = "Llama 3.1 (built in)".to_owned();
-        match load_fast(json) {
+        // The byte table (a second parse of the JSON) is read beside the fast engine's load.
+        let (fast, table) = std::thread::scope(|scope| {
+            let table = scope.spawn(|| byte_level_table(json));
+            (load_fast(json), table.join())
+        });
+        let table = table.map_err(|_| Error::Tokenizer("reading the byte table panicked".into()))?;
+        match fast {
             Ok(fast) => {
-                let token_bytes = Some(byte_level_table(json)?);
+                let token_bytes = Some(table?);
                 let tok = Self {
                     fast: Some(fast),
                     reference: OnceLock::new(),
@@ -159,7 +165,7 @@ impl PriceTokenizer {
             }
             Err(why) => {
                 let reference = load_reference(json).map_err(Error::Tokenizer)?;
-                let token_bytes = Some(byte_level_table(json)?);
+                let token_bytes = Some(table?);
                 let tok = Self {
                     fast: None,
                     reference: OnceLock::from(Ok(reference)),
