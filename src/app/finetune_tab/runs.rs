@@ -217,9 +217,15 @@ impl FinetuneTab {
             BestBy::Loss => "validation loss",
         };
         let mut bests = vec![];
-        Plot::new("price_plot").height(160.0).legend(Legend::default()).x_axis_label("step").y_axis_label(unit).show(
-            ui,
-            |plot| {
+        // From 0, so the axis always has a labelled tick (a range like $105–170 at this height
+        // gets grid lines every $10, too close for labels, and none at $100s).
+        Plot::new("price_plot")
+            .height(160.0)
+            .include_y(0.0)
+            .legend(Legend::default())
+            .x_axis_label("step")
+            .y_axis_label(unit)
+            .show(ui, |plot| {
                 for (i, r) in &shown {
                     let colour = category_colour(*i);
                     let pts: Vec<[f64; 2]> =
@@ -238,8 +244,7 @@ impl FinetuneTab {
                         bests.push(format!("{}: best checkpoint-{step} ({} {v:.2})", r.name, by.key()));
                     }
                 }
-            },
-        );
+            });
         for b in bests {
             ui.label(b);
         }
