@@ -225,6 +225,23 @@ impl ItemTable {
         }
     }
 
+    /// Appends every item of `other`, taking its columns as they are (no re-compression of the
+    /// details): how tables built in parallel are joined.
+    pub fn append(&mut self, other: &ItemTable) {
+        let codes: Vec<u16> = other.category_names.iter().map(|name| self.category_code(name)).collect();
+        for i in 0..other.len() {
+            self.titles.push(other.titles.get(i));
+            self.details_lz4.push(other.details_lz4.get(i));
+            self.prompts.push(other.prompts.get(i));
+        }
+        self.category_codes.extend(other.category_codes.iter().map(|&c| codes[c as usize]));
+        self.prices.extend_from_slice(&other.prices);
+        self.price_cents.extend_from_slice(&other.price_cents);
+        self.token_counts.extend_from_slice(&other.token_counts);
+        self.prompt_chars.extend_from_slice(&other.prompt_chars);
+        self.slots.extend_from_slice(&other.slots);
+    }
+
     fn category_code(&mut self, name: &str) -> u16 {
         if let Some(i) = self.category_names.iter().position(|c| c == name) {
             return i as u16;

@@ -127,7 +127,7 @@ pub fn read_items_with(path: &Path, ctx: &JobCtx) -> Result<(ItemTable, Vec<Line
         "reading {}",
         path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
     );
-    // `total_rows` is known for Parquet (its metadata), 0 (unknown) for JSON lines.
+    // JSON lines: progress every 50,000 lines, total unknown (0).
     let tick = |i: usize, n_items: usize, total_rows: u64| -> Result<()> {
         if i.is_multiple_of(50_000) {
             ctx.check()?;
@@ -139,47 +139,12 @@ pub fn read_items_with(path: &Path, ctx: &JobCtx) -> Result<(ItemTable, Vec<Line
     let mut errors = Vec::new();
     let name = path.display().to_string();
     if path.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        use parquet::record::Field;
-        let perr = |e: parquet::errors::ParquetError| Error::Parquet { path: path.into(), message: e.to_string() };
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader = SerializedFileReader::new(f).map_err(perr)?;
-        let total_rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
-        for (i, row) in reader.get_row_iter(None).map_err(perr)?.enumerate() {
-            tick(i, table.len(), total_rows)?;
-            let row = row.map_err(perr)?;
-            let mut item = crate::items::CuratedItem {
-                title: String::new(),
-                category: String::new(),
-                price: f64::NAN,
-                details: String::new(),
-                prompt: String::new(),
-                token_count: 0,
-            };
-            for (col, field) in row.get_column_iter() {
-                match (col.as_str(), field) {
-                    ("title", Field::Str(s)) => item.title = s.clone(),
-                    ("category", Field::Str(s)) => item.category = s.clone(),
-                    ("details", Field::Str(s)) => item.details = s.clone(),
-                    ("prompt" | "text", Field::Str(s)) => item.prompt = s.clone(),
-                    ("price", Field::Double(d)) => item.price = *d,
-                    ("price", Field::Float(d)) => item.price = f64::from(*d),
-                    ("token_count", Field::Double(d)) => item.token_count = *d as u32,
-                    ("token_count", Field::Long(d)) => item.token_count = *d as u32,
-                    ("token_count", Field::Int(d)) => item.token_count = *d as u32,
-                    _ => {}
-                }
-            }
-            if item.price.is_nan() || item.prompt.is_empty() {
-                errors.push(LineError {
-                    file: name.clone(),
-                    line: i as u64 + 1,
-                    message: "missing price or prompt".into(),
-                });
-                continue;
-            }
-            table.push(&item);
-        }
+        // Progress and Cancel once per row group.
+        read_parquet_items(path, &mut table, &mut errors, |done, n_items, total| {
+            ctx.check()?;
+            ctx.report(&Progress { stage: stage.clone(), done: done as u64, total, n_items: n_items as u64 });
+            Ok(())
+        })?;
     } else {
         use std::io::BufRead;
         let reader = crate::load::open_text(path)?;
@@ -211,6 +176,166 @@ pub fn read_items_with(path: &Path, ctx: &JobCtx) -> Result<(ItemTable, Vec<Line
     }
     table.shrink_to_fit();
     Ok((table, errors))
+}
+
+/// The columns of a curated-items Parquet file, read column by column, row groups in parallel
+/// (a batch of as many as there are threads at a time, joined in file order). Strings are
+/// `BYTE_ARRAY` (required or optional), `price` a `DOUBLE` or `FLOAT`, `token_count` an `INT32`,
+/// `INT64` or `DOUBLE`; other columns, nested ones and columns of another type are ignored. A row
+/// without a price or a prompt is reported with its row number.
+fn read_parquet_items(
+    path: &Path,
+    table: &mut ItemTable,
+    errors: &mut Vec<LineError>,
+    mut tick: impl FnMut(usize, usize, u64) -> Result<()>,
+) -> Result<()> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use rayon::prelude::*;
+    let perr = |e: parquet::errors::ParquetError| Error::Parquet { path: path.into(), message: e.to_string() };
+    let open = || -> Result<SerializedFileReader<std::fs::File>> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        SerializedFileReader::new(f).map_err(perr)
+    };
+    let reader = open()?;
+    let meta = reader.metadata();
+    let total_rows = meta.file_metadata().num_rows().max(0) as u64;
+    let mut first_rows = Vec::with_capacity(meta.num_row_groups());
+    let mut rows = 0usize;
+    for g in 0..meta.num_row_groups() {
+        first_rows.push(rows);
+        rows += meta.row_group(g).num_rows().max(0) as usize;
+    }
+    let batch = rayon::current_num_threads().max(1);
+    for groups in (0..meta.num_row_groups()).collect::<Vec<_>>().chunks(batch) {
+        tick(first_rows[groups[0]], table.len(), total_rows)?;
+        // Each task its own file handle: clones of one `File` would share its offset.
+        let parts: Vec<Result<(ItemTable, Vec<LineError>)>> =
+            groups.par_iter().map(|&g| read_parquet_row_group(&open()?, g, first_rows[g], path)).collect();
+        for part in parts {
+            let (part, part_errors) = part?;
+            table.append(&part);
+            errors.extend(part_errors);
+        }
+    }
+    Ok(())
+}
+
+/// One row group of [`read_parquet_items`]: its items and bad rows (numbered from `first_row`).
+fn read_parquet_row_group(
+    reader: &parquet::file::reader::SerializedFileReader<std::fs::File>,
+    g: usize,
+    first_row: usize,
+    path: &Path,
+) -> Result<(ItemTable, Vec<LineError>)> {
+    use parquet::column::reader::ColumnReader;
+    use parquet::data_type::ByteArray;
+    use parquet::file::reader::FileReader;
+    let perr = |e: parquet::errors::ParquetError| Error::Parquet { path: path.into(), message: e.to_string() };
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let column = |names: &[&str]| {
+        names.iter().find_map(|name| {
+            (0..schema.num_columns()).find(|&i| {
+                let c = schema.column(i);
+                c.path().parts() == [name.to_string()] && c.max_rep_level() == 0
+            })
+        })
+    };
+    let rg = reader.get_row_group(g).map_err(perr)?;
+    let n = rg.metadata().num_rows().max(0) as usize;
+    // One column of the row group: per row its value, `None` where null.
+    let strings = |i: Option<usize>| -> Result<Option<Vec<Option<ByteArray>>>> {
+        let Some(i) = i else { return Ok(None) };
+        let ColumnReader::ByteArrayColumnReader(mut r) = rg.get_column_reader(i).map_err(perr)? else {
+            return Ok(None);
+        };
+        let (mut values, mut defs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        read_all(n, schema.column(i).max_def_level(), &mut values, &mut defs, |v, d, k| r.read_records(k, d, None, v))
+            .map_err(perr)
+            .map(Some)
+    };
+    let numbers = |i: Option<usize>| -> Result<Option<Vec<Option<f64>>>> {
+        let Some(i) = i else { return Ok(None) };
+        let max_def = schema.column(i).max_def_level();
+        let mut defs = Vec::with_capacity(n);
+        let col = match rg.get_column_reader(i).map_err(perr)? {
+            ColumnReader::DoubleColumnReader(mut r) => {
+                let mut v = Vec::with_capacity(n);
+                read_all(n, max_def, &mut v, &mut defs, |v, d, k| r.read_records(k, d, None, v))
+            }
+            ColumnReader::FloatColumnReader(mut r) => {
+                let mut v = Vec::with_capacity(n);
+                read_all(n, max_def, &mut v, &mut defs, |v, d, k| r.read_records(k, d, None, v))
+                    .map(|c| c.into_iter().map(|x| x.map(f64::from)).collect())
+            }
+            ColumnReader::Int64ColumnReader(mut r) => {
+                let mut v = Vec::with_capacity(n);
+                read_all(n, max_def, &mut v, &mut defs, |v, d, k| r.read_records(k, d, None, v))
+                    .map(|c| c.into_iter().map(|x| x.map(|x| x as f64)).collect())
+            }
+            ColumnReader::Int32ColumnReader(mut r) => {
+                let mut v = Vec::with_capacity(n);
+                read_all(n, max_def, &mut v, &mut defs, |v, d, k| r.read_records(k, d, None, v))
+                    .map(|c| c.into_iter().map(|x| x.map(f64::from)).collect())
+            }
+            _ => return Ok(None),
+        };
+        col.map_err(perr).map(Some)
+    };
+    let titles = strings(column(&["title"]))?;
+    let categories = strings(column(&["category"]))?;
+    let details = strings(column(&["details"]))?;
+    let prompts = strings(column(&["prompt", "text"]))?;
+    let prices = numbers(column(&["price"]))?;
+    let counts = numbers(column(&["token_count"]))?;
+    fn text(col: &Option<Vec<Option<ByteArray>>>, r: usize) -> Option<&str> {
+        col.as_ref()?.get(r)?.as_ref().and_then(|b| std::str::from_utf8(b.data()).ok())
+    }
+    let number = |col: &Option<Vec<Option<f64>>>, r: usize| col.as_ref().and_then(|c| c.get(r).copied().flatten());
+    let (mut table, mut errors) = (ItemTable::new(), Vec::new());
+    for r in 0..n {
+        let (Some(price), Some(prompt)) = (number(&prices, r), text(&prompts, r).filter(|p| !p.is_empty())) else {
+            errors.push(LineError {
+                file: path.display().to_string(),
+                line: (first_row + r) as u64 + 1,
+                message: "missing price or prompt".into(),
+            });
+            continue;
+        };
+        table.push_parts(
+            text(&titles, r).unwrap_or(""),
+            text(&categories, r).unwrap_or(""),
+            price,
+            text(&details, r).unwrap_or(""),
+            prompt,
+            number(&counts, r).map_or(0, |c| c as u32),
+        );
+    }
+    Ok((table, errors))
+}
+
+/// Reads the `n` records of a flat column through `read` (a typed column reader's
+/// `read_records`) and lays its non-null values out by row: `None` where the definition level
+/// says null.
+fn read_all<T>(
+    n: usize,
+    max_def: i16,
+    values: &mut Vec<T>,
+    defs: &mut Vec<i16>,
+    mut read: impl FnMut(&mut Vec<T>, Option<&mut Vec<i16>>, usize) -> parquet::errors::Result<(usize, usize, usize)>,
+) -> parquet::errors::Result<Vec<Option<T>>> {
+    let mut done = 0;
+    while done < n {
+        let (records, _, _) = read(values, (max_def > 0).then_some(&mut *defs), n - done)?;
+        if records == 0 {
+            break;
+        }
+        done += records;
+    }
+    let mut values = std::mem::take(values).into_iter();
+    if max_def == 0 {
+        return Ok(values.map(Some).collect());
+    }
+    Ok(defs.iter().map(|&d| if d == max_def { values.next() } else { None }).collect())
 }
 
 /// A file of curated items as read by [`ItemsFile::read`]: its items and the rows that could not

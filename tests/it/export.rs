@@ -108,3 +108,47 @@ fn reading_items_reports_progress_and_can_be_cancelled() {
     let err = pricer::items_io::read_items_with(&path, &ctx).unwrap_err();
     assert!(matches!(err, pricer::Error::Cancelled));
 }
+
+/// A Parquet file of items from another tool (polars): optional columns with nulls, a `FLOAT`
+/// price, an `INT64` token count, `text` for the prompt, several small row groups (read in
+/// parallel batches and joined in file order), rows without a price or a prompt reported by row.
+#[test]
+fn parquet_items_from_another_writer_read_column_by_column() {
+    use polars::prelude::*;
+    let n = 23;
+    let titles: Vec<Option<String>> = (0..n).map(|i| (i % 5 != 0).then(|| format!("Item {i}"))).collect();
+    let prices: Vec<Option<f32>> = (0..n).map(|i| (i != 7).then_some(i as f32 + 0.5)).collect();
+    let texts: Vec<Option<String>> =
+        (0..n).map(|i| (i != 11).then(|| format!("How much?\n\nItem {i}\n\nPrice is ${i}.00"))).collect();
+    let counts: Vec<i64> = (0..n).map(|i| 100 + i as i64).collect();
+    let categories: Vec<String> = (0..n).map(|i| ["A", "B", "C"][i % 3].to_string()).collect();
+    let mut df = df!(
+        "title" => titles,
+        "category" => categories,
+        "price" => prices,
+        "text" => texts,
+        "token_count" => counts,
+        "extra" => (0..n as i32).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.parquet");
+    let f = std::fs::File::create(&path).unwrap();
+    ParquetWriter::new(f).with_row_group_size(Some(4)).finish(&mut df).unwrap();
+
+    let (t, errors) = read_items(&path).unwrap();
+    let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [8, 12], "rows 7 and 11 (0-based) lack a price or a prompt: {errors:?}");
+    assert!(errors.iter().all(|e| e.message.contains("missing price or prompt")));
+    let kept: Vec<usize> = (0..n).filter(|&i| i != 7 && i != 11).collect();
+    assert_eq!(t.len(), kept.len());
+    for (row, &i) in kept.iter().enumerate() {
+        let it = t.get(row);
+        assert_eq!(it.title, if i % 5 == 0 { String::new() } else { format!("Item {i}") }, "row {i}");
+        assert_eq!(it.category, ["A", "B", "C"][i % 3]);
+        assert_eq!(it.price, i as f64 + 0.5);
+        assert_eq!(it.prompt, format!("How much?\n\nItem {i}\n\nPrice is ${i}.00"));
+        assert_eq!(it.token_count, 100 + i as u32);
+        assert_eq!(it.details(), "");
+    }
+}
