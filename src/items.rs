@@ -217,17 +217,9 @@ impl ItemTable {
         self.slots.push(price_slot(price, 1.0).min(u32::from(u16::MAX)) as u16);
     }
 
-    /// Appends every item of `other`.
+    /// Appends every item of `other`, taking its columns as they are (the details stay
+    /// compressed as they are).
     pub fn extend_from(&mut self, other: &ItemTable) {
-        for i in 0..other.len() {
-            let it = other.get(i);
-            self.push_parts(it.title, it.category, it.price, &it.details(), it.prompt, it.token_count);
-        }
-    }
-
-    /// Appends every item of `other`, taking its columns as they are (no re-compression of the
-    /// details): how tables built in parallel are joined.
-    pub fn append(&mut self, other: &ItemTable) {
         let codes: Vec<u16> = other.category_names.iter().map(|name| self.category_code(name)).collect();
         for i in 0..other.len() {
             self.titles.push(other.titles.get(i));

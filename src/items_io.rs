@@ -128,10 +128,10 @@ pub fn read_items_with(path: &Path, ctx: &JobCtx) -> Result<(ItemTable, Vec<Line
         path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
     );
     // JSON lines: progress every 50,000 lines, total unknown (0).
-    let tick = |i: usize, n_items: usize, total_rows: u64| -> Result<()> {
+    let tick = |i: usize, n_items: usize| -> Result<()> {
         if i.is_multiple_of(50_000) {
             ctx.check()?;
-            ctx.report(&Progress { stage: stage.clone(), done: i as u64, total: total_rows, n_items: n_items as u64 });
+            ctx.report(&Progress { stage: stage.clone(), done: i as u64, total: 0, n_items: n_items as u64 });
         }
         Ok(())
     };
@@ -149,7 +149,7 @@ pub fn read_items_with(path: &Path, ctx: &JobCtx) -> Result<(ItemTable, Vec<Line
         use std::io::BufRead;
         let reader = crate::load::open_text(path)?;
         for (i, line) in reader.split(b'\n').enumerate() {
-            tick(i, table.len(), 0)?;
+            tick(i, table.len())?;
             let line = line.map_err(|e| Error::io(path, e))?;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -213,7 +213,7 @@ fn read_parquet_items(
             groups.par_iter().map(|&g| read_parquet_row_group(&open()?, g, first_rows[g], path)).collect();
         for part in parts {
             let (part, part_errors) = part?;
-            table.append(&part);
+            table.extend_from(&part);
             errors.extend(part_errors);
         }
     }
@@ -242,40 +242,27 @@ fn read_parquet_row_group(
     };
     let rg = reader.get_row_group(g).map_err(perr)?;
     let n = rg.metadata().num_rows().max(0) as usize;
-    // One column of the row group: per row its value, `None` where null.
+    let max_def = |i: usize| schema.column(i).max_def_level();
     let strings = |i: Option<usize>| -> Result<Option<Vec<Option<ByteArray>>>> {
         let Some(i) = i else { return Ok(None) };
-        let ColumnReader::ByteArrayColumnReader(mut r) = rg.get_column_reader(i).map_err(perr)? else {
-            return Ok(None);
-        };
-        let (mut values, mut defs) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        read_all(n, schema.column(i).max_def_level(), &mut values, &mut defs, |v, d, k| r.read_records(k, d, None, v))
-            .map_err(perr)
-            .map(Some)
+        match rg.get_column_reader(i).map_err(perr)? {
+            ColumnReader::ByteArrayColumnReader(r) => read_column(r, n, max_def(i)).map_err(perr).map(Some),
+            _ => Ok(None),
+        }
     };
     let numbers = |i: Option<usize>| -> Result<Option<Vec<Option<f64>>>> {
         let Some(i) = i else { return Ok(None) };
-        let max_def = schema.column(i).max_def_level();
-        let mut defs = Vec::with_capacity(n);
+        let d = max_def(i);
         let col = match rg.get_column_reader(i).map_err(perr)? {
-            ColumnReader::DoubleColumnReader(mut r) => {
-                let mut v = Vec::with_capacity(n);
-                read_all(n, max_def, &mut v, &mut defs, |v, d, k| r.read_records(k, d, None, v))
+            ColumnReader::DoubleColumnReader(r) => read_column(r, n, d),
+            ColumnReader::FloatColumnReader(r) => {
+                read_column(r, n, d).map(|c| c.into_iter().map(|x| x.map(f64::from)).collect())
             }
-            ColumnReader::FloatColumnReader(mut r) => {
-                let mut v = Vec::with_capacity(n);
-                read_all(n, max_def, &mut v, &mut defs, |v, d, k| r.read_records(k, d, None, v))
-                    .map(|c| c.into_iter().map(|x| x.map(f64::from)).collect())
+            ColumnReader::Int64ColumnReader(r) => {
+                read_column(r, n, d).map(|c| c.into_iter().map(|x| x.map(|x| x as f64)).collect())
             }
-            ColumnReader::Int64ColumnReader(mut r) => {
-                let mut v = Vec::with_capacity(n);
-                read_all(n, max_def, &mut v, &mut defs, |v, d, k| r.read_records(k, d, None, v))
-                    .map(|c| c.into_iter().map(|x| x.map(|x| x as f64)).collect())
-            }
-            ColumnReader::Int32ColumnReader(mut r) => {
-                let mut v = Vec::with_capacity(n);
-                read_all(n, max_def, &mut v, &mut defs, |v, d, k| r.read_records(k, d, None, v))
-                    .map(|c| c.into_iter().map(|x| x.map(f64::from)).collect())
+            ColumnReader::Int32ColumnReader(r) => {
+                read_column(r, n, d).map(|c| c.into_iter().map(|x| x.map(f64::from)).collect())
             }
             _ => return Ok(None),
         };
@@ -313,25 +300,23 @@ fn read_parquet_row_group(
     Ok((table, errors))
 }
 
-/// Reads the `n` records of a flat column through `read` (a typed column reader's
-/// `read_records`) and lays its non-null values out by row: `None` where the definition level
+/// The `n` records of a flat column, one per row: its value, `None` where the definition level
 /// says null.
-fn read_all<T>(
+fn read_column<T: parquet::data_type::DataType>(
+    mut reader: parquet::column::reader::ColumnReaderImpl<T>,
     n: usize,
     max_def: i16,
-    values: &mut Vec<T>,
-    defs: &mut Vec<i16>,
-    mut read: impl FnMut(&mut Vec<T>, Option<&mut Vec<i16>>, usize) -> parquet::errors::Result<(usize, usize, usize)>,
-) -> parquet::errors::Result<Vec<Option<T>>> {
+) -> parquet::errors::Result<Vec<Option<T::T>>> {
+    let (mut values, mut defs) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut done = 0;
     while done < n {
-        let (records, _, _) = read(values, (max_def > 0).then_some(&mut *defs), n - done)?;
+        let (records, _, _) = reader.read_records(n - done, (max_def > 0).then_some(&mut defs), None, &mut values)?;
         if records == 0 {
             break;
         }
         done += records;
     }
-    let mut values = std::mem::take(values).into_iter();
+    let mut values = values.into_iter();
     if max_def == 0 {
         return Ok(values.map(Some).collect());
     }

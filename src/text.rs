@@ -69,12 +69,9 @@ fn in_ranges(ranges: &[(u32, u32)], c: char) -> bool {
 
 /// Applies [`REMOVALS`] to a details JSON string.
 pub fn scrub_details(details: &str) -> String {
-    static FINDERS: LazyLock<Vec<Finder<'static>>> = LazyLock::new(|| REMOVALS.iter().map(Finder::new).collect());
-    let mut buf = details.as_bytes().to_vec();
-    for finder in FINDERS.iter() {
-        replace_shrinking(&mut buf, finder, b"");
-    }
-    String::from_utf8(buf).expect("removing whole UTF-8 strings from UTF-8 leaves UTF-8")
+    static FINDERS: LazyLock<Vec<(Finder<'static>, &str)>> =
+        LazyLock::new(|| REMOVALS.iter().map(|r| (Finder::new(r), "")).collect());
+    replace_all_shrinking(details.to_owned(), &FINDERS)
 }
 
 /// Python's `s.replace(from, to)` (left to right, non-overlapping) in place, for a `to` no longer
@@ -223,7 +220,7 @@ fn drop_long_words_with_digits(text: String) -> String {
 
 /// The clean-up of spaces that `transformers` applies after decode when the tokenizer sets
 /// `clean_up_tokenization_spaces` (Llama 3.1 does), in its order.
-pub fn clean_up_tokenization(s: &str) -> String {
+pub fn clean_up_tokenization(s: String) -> String {
     static FINDERS: LazyLock<Vec<(Finder<'static>, &str)>> = LazyLock::new(|| {
         [
             (" .", "."),
@@ -241,7 +238,7 @@ pub fn clean_up_tokenization(s: &str) -> String {
         .map(|(from, to)| (Finder::new(from), to))
         .collect()
     });
-    replace_all_shrinking(s.to_owned(), &FINDERS)
+    replace_all_shrinking(s, &FINDERS)
 }
 
 /// Number of Unicode code points (Python's `len`).

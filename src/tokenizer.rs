@@ -281,7 +281,7 @@ impl PriceTokenizer {
             }
             None => self.decode_raw(ids)?,
         };
-        Ok(if self.clean_up_spaces { clean_up_tokenization(&raw) } else { raw })
+        Ok(if self.clean_up_spaces { clean_up_tokenization(raw) } else { raw })
     }
 
     /// Decodes ids without the clean-up of spaces (with the reference engine).

@@ -355,12 +355,12 @@ fn fast_decode_equals_the_tokenizers_decode() {
     let tok = PriceTokenizer::llama31().unwrap();
     let text = "Café ☃ 😀 naïve — 12.5\" x 3' <|eot_id|> It 's n't";
     let ids = tok.encode(text).unwrap();
-    assert_eq!(tok.decode(&ids).unwrap(), pricer::text::clean_up_tokenization(&tok.decode_raw(&ids).unwrap()));
+    assert_eq!(tok.decode(&ids).unwrap(), pricer::text::clean_up_tokenization(tok.decode_raw(&ids).unwrap()));
     // A cut inside a multi-byte character decodes to U+FFFD, as the byte-level decoder does.
     for cut in 1..ids.len() {
         assert_eq!(
             tok.decode(&ids[..cut]).unwrap(),
-            pricer::text::clean_up_tokenization(&tok.decode_raw(&ids[..cut]).unwrap())
+            pricer::text::clean_up_tokenization(tok.decode_raw(&ids[..cut]).unwrap())
         );
     }
 }

@@ -39,7 +39,7 @@ fn mismatches<S: AsRef<str>>(texts: &[S]) -> Vec<String> {
         }
         // Decoding with the byte table against 0.23's own decoder (and its clean-up).
         let decoded = fast.decode(&ids).unwrap();
-        let expected = pricer::text::clean_up_tokenization(&reference.decode_raw(&ids).unwrap());
+        let expected = pricer::text::clean_up_tokenization(reference.decode_raw(&ids).unwrap());
         if decoded != expected {
             bad.push(format!("decode of {text:?}: {decoded:?} vs {expected:?}"));
         }
