@@ -4,7 +4,8 @@
 
 use crate::items::{CuratedItem, ItemTable, PREFIX, QUESTION};
 use crate::jobs::{JobCtx, Progress};
-use crate::load::{Chunk, LineError, RawRecord, ReadOptions, Source, normalize_category, parse_line, read_sources};
+use crate::load::{Chunk, LineError, RawRecord, ReadOptions, Source, normalize_category, parse_line};
+use crate::table::{CategoryMapping, TableHead, TableMapping};
 use crate::text::{prefix_at_word_boundary, py_len, py_prefix, scrub, scrub_details};
 use crate::tokenizer::PriceTokenizer;
 use crate::{Error, Result};
@@ -83,6 +84,13 @@ pub struct CurationReport {
     pub file_errors: Vec<String>,
     /// Whether the run was cancelled before the end (the counts cover what was read).
     pub cancelled: bool,
+    /// Cells of a user's table that could not be read (a price that is not a number); their rows
+    /// were curated without them.
+    #[serde(default)]
+    pub column_problems: u64,
+    /// The first of them, with file and row (line) number.
+    #[serde(default)]
+    pub first_column_problems: Vec<String>,
 }
 
 pub use crate::load::MAX_REPORTED_ERRORS;
@@ -117,6 +125,9 @@ impl CurationReport {
         self.first_errors.truncate(MAX_REPORTED_ERRORS);
         self.file_errors.extend(other.file_errors);
         self.cancelled |= other.cancelled;
+        self.column_problems += other.column_problems;
+        self.first_column_problems.extend(other.first_column_problems);
+        self.first_column_problems.truncate(MAX_REPORTED_ERRORS);
     }
 
     /// Multi-line human summary.
@@ -137,6 +148,19 @@ impl CurationReport {
         }
         if self.malformed > self.first_errors.len() as u64 {
             s.push_str(&format!("\n  … and {} more malformed lines", self.malformed - self.first_errors.len() as u64));
+        }
+        if self.column_problems > 0 {
+            s.push_str(&format!("\n  {} cells could not be read:", self.column_problems));
+            for e in &self.first_column_problems {
+                s.push_str("\n    ");
+                s.push_str(e);
+            }
+            if self.column_problems > self.first_column_problems.len() as u64 {
+                s.push_str(&format!(
+                    "\n    … and {} more",
+                    self.column_problems - self.first_column_problems.len() as u64
+                ));
+            }
         }
         for e in &self.file_errors {
             s.push_str("\n  file error: ");
@@ -266,9 +290,16 @@ impl Curator {
             std::thread::Builder::new()
                 .name("curate-reader".into())
                 .spawn_scoped(scope, move || {
-                    read_sources(sources, read, &reader_counter, |chunk| {
-                        !cancel.is_cancelled() && tx.send(chunk).is_ok()
-                    });
+                    let mut send = |chunk| !cancel.is_cancelled() && tx.send(chunk).is_ok();
+                    for (si, src) in sources.iter().enumerate() {
+                        let go = match &src.table {
+                            Some(spec) => crate::table::read_source(si, src, spec, &reader_counter, &mut send),
+                            None => crate::load::read_source(si, src, read, &reader_counter, &mut send),
+                        };
+                        if !go {
+                            break;
+                        }
+                    }
                 })
                 .map_err(|e| Error::InvalidInput(format!("cannot start reader thread: {e}")))?;
             for chunk in rx {
@@ -327,7 +358,13 @@ impl Curator {
                 }
                 outcomes.into_iter().map(|(_, o)| o).collect()
             }
-            Chunk::Records { source, rows, .. } => {
+            Chunk::Records { source, rows, problems, .. } => {
+                for p in problems {
+                    report.column_problems += 1;
+                    if report.first_column_problems.len() < MAX_REPORTED_ERRORS {
+                        report.first_column_problems.push(p.to_string());
+                    }
+                }
                 let src = &sources[source];
                 rows.into_par_iter()
                     .map(|(line, rec)| match rec {
@@ -363,4 +400,70 @@ fn category_of(src: &Source, rec: &RawRecord) -> String {
         (None, Some(m)) if !m.trim().is_empty() => normalize_category(m),
         _ => "Unknown".to_owned(),
     }
+}
+
+/// What a mapping makes of a table's first rows: the first items, and counts of what was kept and
+/// dropped (the mapping dialog's live preview).
+#[derive(Clone, Debug, Default)]
+pub struct Preview {
+    /// Rows curated.
+    pub rows: usize,
+    /// The first items kept (with their row numbers).
+    pub items: Vec<(u64, crate::items::CuratedItem)>,
+    /// Counts of the rows, as a curation report.
+    pub report: CurationReport,
+}
+
+/// Items shown by [`preview`].
+pub const PREVIEW_ITEMS: usize = 5;
+
+/// Curates the first `n_rows` rows of `head` with `mapping` (the same rules as a whole curation).
+pub fn preview(head: &TableHead, mapping: &TableMapping, curator: &Curator, n_rows: usize) -> Preview {
+    let n = n_rows.min(head.frame.height());
+    let frame = head.frame.head(Some(n));
+    let (recs, problems) =
+        crate::table::records(&frame, &head.rows[..n], head.raw.as_deref(), mapping, &head.schema.name);
+    let mut p = Preview { rows: n, ..Preview::default() };
+    let r = &mut p.report;
+    r.lines_read = n as u64;
+    r.column_problems = problems.len() as u64;
+    r.first_column_problems = problems.iter().take(crate::load::MAX_REPORTED_ERRORS).map(ToString::to_string).collect();
+    for (row, rec) in recs {
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(message) => {
+                r.malformed += 1;
+                if r.first_errors.len() < crate::load::MAX_REPORTED_ERRORS {
+                    r.first_errors.push(LineError { file: head.schema.name.clone(), line: row, message }.to_string());
+                }
+                continue;
+            }
+        };
+        let category = match &mapping.category {
+            CategoryMapping::Name(name) => name.clone(),
+            CategoryMapping::Column(_) => match &rec.main_category {
+                Some(m) if !m.trim().is_empty() => crate::load::normalize_category(m),
+                _ => "Unknown".to_owned(),
+            },
+        };
+        match curator.curate(&rec, &category) {
+            Ok(Ok(item)) => {
+                r.kept += 1;
+                if p.items.len() < PREVIEW_ITEMS {
+                    p.items.push((row, item));
+                }
+            }
+            Ok(Err(DropReason::NoPrice)) => r.no_price += 1,
+            Ok(Err(DropReason::OutOfRange)) => r.out_of_range += 1,
+            Ok(Err(DropReason::TooShort)) => r.too_short += 1,
+            Ok(Err(DropReason::TooFewTokens)) => r.too_few_tokens += 1,
+            Err(e) => {
+                r.malformed += 1;
+                if r.first_errors.len() < crate::load::MAX_REPORTED_ERRORS {
+                    r.first_errors.push(format!("{}:{row}: {e}", head.schema.name));
+                }
+            }
+        }
+    }
+    p
 }

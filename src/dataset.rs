@@ -10,9 +10,10 @@ use crate::jobs::{JobCtx, Level, Progress};
 use crate::load::{ReadOptions, Source};
 use crate::sampling::SlotCategoryCounts;
 use crate::stats::TableStats;
+use crate::table::{SavedMappings, TableSpec};
 use crate::view::{DensityGrid, density_grid};
 use crate::{Error, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Columns × rows of the price-vs-length density grid.
@@ -34,6 +35,11 @@ pub struct Dataset {
     pub counts: SlotCategoryCounts,
     /// Density of price vs. prompt length over all rows.
     pub density: DensityGrid,
+    /// The files read, and the mapping of each user table among them (the Dataset tab offers to
+    /// change it).
+    pub tables: Vec<(PathBuf, TableSpec)>,
+    /// Every file read.
+    pub paths: Vec<PathBuf>,
 }
 
 impl Dataset {
@@ -42,7 +48,7 @@ impl Dataset {
         let stats = TableStats::of(&table);
         let counts = SlotCategoryCounts::from_table(&table, 1.0);
         let density = density_grid(&table, DENSITY_SIZE.0, DENSITY_SIZE.1);
-        Self { name, synthetic, table, report, stats, counts, density }
+        Self { name, synthetic, table, report, stats, counts, density, tables: Vec::new(), paths: Vec::new() }
     }
 }
 
@@ -56,6 +62,10 @@ pub struct Opened {
     pub report: CurationReport,
     /// [`ItemsFile::malformed_report`] of each item file that had bad rows.
     pub malformed_reports: Vec<String>,
+    /// How each user table was mapped (`shop.csv: columns mapped by guess: title=name, …`).
+    pub mapping_notes: Vec<String>,
+    /// The user tables and their mappings.
+    pub tables: Vec<(PathBuf, TableSpec)>,
 }
 
 impl Opened {
@@ -65,7 +75,9 @@ impl Opened {
     pub fn notes(&self) -> Vec<(Level, String)> {
         let mut notes: Vec<(Level, String)> =
             self.malformed_reports.iter().map(|r| (Level::Warning, r.clone())).collect();
-        if notes.is_empty() && self.report.lines_read > self.report.kept {
+        let only_mappings = notes.is_empty();
+        notes.extend(self.mapping_notes.iter().map(|n| (Level::Info, n.clone())));
+        if only_mappings && self.report.lines_read > self.report.kept {
             let level = if self.report.malformed > 0 { Level::Warning } else { Level::Info };
             notes.push((level, format!("{}: {}", self.name, self.report.summary())));
         }
@@ -76,8 +88,21 @@ impl Opened {
 /// Opens files of any supported kind: files of curated items are read as they are (through the
 /// one reader, [`ItemsFile`]), raw metadata (JSON lines, gzip, Parquet, raw or Hugging Face row
 /// form) is curated by the original rules. The app, the CLI and the trainer open their inputs
-/// with it. Fails when no item comes out (line problems are in the report).
+/// with it. A user's own table (CSV, Arrow, or Parquet / JSON lines not in Amazon's layout) is
+/// read through its mapping: the one given in `mappings`, else the one saved for its columns,
+/// else the guess from its column names (a note says which). Fails when no item comes out (line
+/// problems are in the report).
 pub fn open_paths(paths: &[PathBuf], ctx: &JobCtx) -> Result<Opened> {
+    open_paths_mapped(paths, &[], None, ctx)
+}
+
+/// [`open_paths`] with mappings for some of the files and the saved ones for the rest.
+pub fn open_paths_mapped(
+    paths: &[PathBuf],
+    mappings: &[(PathBuf, TableSpec)],
+    saved: Option<&SavedMappings>,
+    ctx: &JobCtx,
+) -> Result<Opened> {
     if paths.is_empty() {
         return Err(Error::InvalidInput("no file given".into()));
     }
@@ -96,12 +121,28 @@ pub fn open_paths(paths: &[PathBuf], ctx: &JobCtx) -> Result<Opened> {
     let mut table = ItemTable::new();
     let mut report = CurationReport::default();
     let mut malformed_reports = Vec::new();
+    let mut mapping_notes = Vec::new();
+    let mut tables = Vec::new();
     for p in paths {
-        if is_items_file(p)? {
+        if let Some((_, spec)) = mappings.iter().find(|(q, _)| q == p) {
+            mapping_notes.push(format!("{}: columns mapped as {}", file_label(p), spec.mapping.to_map_string()));
+            tables.push((p.clone(), spec.clone()));
+            raw.push(spec.clone().source(p));
+        } else if is_items_file(p)? {
             let file = ItemsFile::read(p, ctx)?;
             report.absorb_items_file(&file);
             malformed_reports.extend(file.malformed_report());
             table.extend_from(&file.table);
+        } else if !crate::table::is_amazon_layout(p)? {
+            let (spec, _, was_saved) = crate::table::spec_for(p, saved)?;
+            let how = if was_saved { "with the mapping saved for its columns" } else { "by guess" };
+            mapping_notes.push(format!(
+                "{}: columns mapped {how}: {} (check with `pricer inspect`)",
+                file_label(p),
+                spec.mapping.to_map_string()
+            ));
+            tables.push((p.clone(), spec.clone()));
+            raw.push(spec.source(p));
         } else {
             raw.push(Source::from_path(p, None));
         }
@@ -119,14 +160,34 @@ pub fn open_paths(paths: &[PathBuf], ctx: &JobCtx) -> Result<Opened> {
         return Err(Error::InvalidInput(format!("{name} holds no items: {}", report.summary())));
     }
     table.shrink_to_fit();
-    Ok(Opened { name, table, report, malformed_reports })
+    Ok(Opened { name, table, report, malformed_reports, mapping_notes, tables })
+}
+
+fn file_label(p: &Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Opens files ([`open_paths`]) and derives the snapshot the app shows.
 pub fn load_paths(paths: &[PathBuf], ctx: &JobCtx) -> Result<Dataset> {
-    let opened = open_paths(paths, ctx)?;
+    load_paths_mapped(paths, &[], None, ctx)
+}
+
+/// [`open_paths_mapped`], then the snapshot the app shows; the mapping notes go to the job's log.
+pub fn load_paths_mapped(
+    paths: &[PathBuf],
+    mappings: &[(PathBuf, TableSpec)],
+    saved: Option<&SavedMappings>,
+    ctx: &JobCtx,
+) -> Result<Dataset> {
+    let opened = open_paths_mapped(paths, mappings, saved, ctx)?;
+    for note in &opened.mapping_notes {
+        ctx.log(Level::Info, note);
+    }
     ctx.report(&Progress { stage: "computing statistics".into(), ..Progress::default() });
-    Ok(Dataset::build(opened.name, false, opened.table, opened.report))
+    let mut data = Dataset::build(opened.name, false, opened.table, opened.report);
+    data.tables = opened.tables;
+    data.paths = paths.to_vec();
+    Ok(data)
 }
 
 /// Generates and curates the built-in synthetic demo.
@@ -139,4 +200,61 @@ pub fn load_demo(n_lines: usize, seed: u64, ctx: &JobCtx) -> Result<Dataset> {
         return Err(Error::Cancelled);
     }
     Ok(Dataset::build(format!("synthetic demo ({n_lines} raw lines, seed {seed})"), true, table, report))
+}
+
+/// What opening files needs before it can run: every user table mapped.
+pub enum Prepared {
+    /// Each user table has its mapping (given, or saved for its columns): open with these.
+    Ready(Vec<(PathBuf, TableSpec)>),
+    /// This table needs a mapping confirmed by the user (the guess, or the saved one when
+    /// `review` asked for it); the other tables' mappings so far are in `mapped`.
+    NeedsMapping {
+        /// The table.
+        path: PathBuf,
+        /// Its first rows and schema.
+        head: Box<crate::table::TableHead>,
+        /// The mapping to start from.
+        mapping: crate::table::TableMapping,
+        /// Mappings of the tables before it.
+        mapped: Vec<(PathBuf, TableSpec)>,
+    },
+}
+
+/// Finds the first user table among `paths` that has no mapping in `mapped` (nor in `saved`, unless
+/// `review`): the app then shows the mapping dialog for it. Reads only the tables' first rows.
+pub fn prepare_open(
+    paths: &[PathBuf],
+    mut mapped: Vec<(PathBuf, TableSpec)>,
+    saved: &SavedMappings,
+    review: bool,
+    ctx: &JobCtx,
+) -> Result<Prepared> {
+    for p in paths {
+        if mapped.iter().any(|(q, _)| q == p) || !p.exists() || is_items_file(p)? || crate::table::is_amazon_layout(p)?
+        {
+            continue;
+        }
+        let head = crate::table::inspect(p, None, crate::table::INSPECT_ROWS)?;
+        let saved_spec = saved.get(&head.schema).filter(|s| s.mapping.validate(&head.schema).is_ok());
+        match saved_spec {
+            Some(spec) if !review => {
+                ctx.log(
+                    Level::Info,
+                    &format!(
+                        "{}: read with the mapping saved for its columns (Map columns… on the Dataset tab changes it)",
+                        file_label(p)
+                    ),
+                );
+                mapped.push((p.clone(), spec.clone()));
+            }
+            _ => {
+                let mapping = match saved_spec {
+                    Some(spec) => spec.mapping.clone(),
+                    None => crate::table::TableMapping::guess(&head.schema, &crate::table::default_category(p)),
+                };
+                return Ok(Prepared::NeedsMapping { path: p.clone(), head: Box::new(head), mapping, mapped });
+            }
+        }
+    }
+    Ok(Prepared::Ready(mapped))
 }

@@ -180,6 +180,9 @@ pub struct Source {
     pub category: Option<String>,
     /// Format.
     pub format: InputFormat,
+    /// A user's table (CSV, Parquet, JSON lines, Arrow) read through this mapping instead of
+    /// Amazon's layout.
+    pub table: Option<Arc<crate::mapping::TableSpec>>,
 }
 
 impl Source {
@@ -188,12 +191,18 @@ impl Source {
         let path = path.into();
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         let category = category.or_else(|| category_from_file_name(&path));
-        Self { format: InputFormat::from_name(&name), name, data: SourceData::Path(path), category }
+        Self { format: InputFormat::from_name(&name), name, data: SourceData::Path(path), category, table: None }
     }
 
     /// In-memory bytes.
     pub fn from_bytes(name: &str, bytes: Arc<[u8]>, category: Option<String>) -> Self {
-        Self { format: InputFormat::from_name(name), name: name.to_owned(), data: SourceData::Bytes(bytes), category }
+        Self {
+            format: InputFormat::from_name(name),
+            name: name.to_owned(),
+            data: SourceData::Bytes(bytes),
+            category,
+            table: None,
+        }
     }
 
     /// Size in bytes (for progress).
@@ -213,9 +222,10 @@ impl Source {
     }
 }
 
-struct CountingReader<R> {
-    inner: R,
-    counter: Arc<AtomicU64>,
+/// Adds the bytes read to a shared counter (progress).
+pub(crate) struct CountingReader<R> {
+    pub(crate) inner: R,
+    pub(crate) counter: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for CountingReader<R> {
@@ -267,6 +277,9 @@ pub enum Chunk {
         source: usize,
         /// (row number, record or error).
         rows: Vec<(u64, std::result::Result<RawRecord, String>)>,
+        /// Cells that could not be read (a price that is not a number), by row number; their rows
+        /// are still curated.
+        problems: Vec<LineError>,
         /// Input bytes read (over all sources) when the chunk was cut, for progress.
         bytes_read: u64,
     },
@@ -295,7 +308,8 @@ impl Default for ReadOptions {
 }
 
 /// Reads every source in order and sends chunks to `send` (which returns false to stop).
-/// `counter` accumulates the (compressed) bytes read, for progress.
+/// `counter` accumulates the (compressed) bytes read, for progress. Sources with a table spec are
+/// not read here (the curation driver hands them to the table reader).
 pub fn read_sources(
     sources: &[Source],
     opts: ReadOptions,
@@ -303,28 +317,34 @@ pub fn read_sources(
     mut send: impl FnMut(Chunk) -> bool,
 ) {
     for (si, src) in sources.iter().enumerate() {
-        let reader = match src.open(counter.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                if !send(Chunk::FileError { source: si, message: e.to_string() }) {
-                    return;
-                }
-                continue;
-            }
-        };
-        let keep_going = match src.format {
-            InputFormat::Jsonl => read_lines(si, &src.name, reader, opts, counter, &mut send),
-            InputFormat::JsonlGz => {
-                let gz = Box::new(flate2::read::MultiGzDecoder::new(reader));
-                read_lines(si, &src.name, gz, opts, counter, &mut send)
-            }
-            InputFormat::Parquet => {
-                counter.fetch_add(src.size(), Ordering::Relaxed);
-                read_parquet(si, src, counter, &mut send)
-            }
-        };
-        if !keep_going {
+        if !read_source(si, src, opts, counter, &mut send) {
             return;
+        }
+    }
+}
+
+/// Reads source number `si` (Amazon's layout: JSON lines, gzip, Parquet). Returns false when
+/// `send` asked to stop.
+pub fn read_source(
+    si: usize,
+    src: &Source,
+    opts: ReadOptions,
+    counter: &Arc<AtomicU64>,
+    send: &mut impl FnMut(Chunk) -> bool,
+) -> bool {
+    let reader = match src.open(counter.clone()) {
+        Ok(r) => r,
+        Err(e) => return send(Chunk::FileError { source: si, message: e.to_string() }),
+    };
+    match src.format {
+        InputFormat::Jsonl => read_lines(si, &src.name, reader, opts, counter, send),
+        InputFormat::JsonlGz => {
+            let gz = Box::new(flate2::read::MultiGzDecoder::new(reader));
+            read_lines(si, &src.name, gz, opts, counter, send)
+        }
+        InputFormat::Parquet => {
+            counter.fetch_add(src.size(), Ordering::Relaxed);
+            read_parquet(si, src, counter, send)
         }
     }
 }
@@ -454,12 +474,18 @@ fn read_parquet(source: usize, src: &Source, counter: &AtomicU64, send: &mut imp
             Err(e) => Err(e.to_string()),
         };
         batch.push((i as u64 + 1, rec));
-        if batch.len() == 4096 && !send(Chunk::Records { source, rows: std::mem::take(&mut batch), bytes_read: pos() })
+        if batch.len() == 4096
+            && !send(Chunk::Records {
+                source,
+                rows: std::mem::take(&mut batch),
+                problems: Vec::new(),
+                bytes_read: pos(),
+            })
         {
             return false;
         }
     }
-    send(Chunk::Records { source, rows: batch, bytes_read: pos() })
+    send(Chunk::Records { source, rows: batch, problems: Vec::new(), bytes_read: pos() })
 }
 
 fn record_from_parquet_row(row: &parquet::record::Row) -> std::result::Result<RawRecord, String> {

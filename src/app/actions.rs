@@ -19,8 +19,11 @@ pub enum Action {
     ShowOpen,
     /// Show the path dialog (typed paths).
     ShowOpenPath,
-    /// Load these files (raw metadata or curated items).
+    /// Load these files (raw metadata, curated items or the user's own tables).
     Load(Vec<PathBuf>),
+    /// Load these files with mappings for some of their tables; the others ask for one (the
+    /// dialog), or use the one saved for their columns unless the flag asks to review it.
+    LoadMapped(Vec<PathBuf>, Vec<(PathBuf, crate::table::TableSpec)>, bool),
     /// Load the built-in synthetic demo.
     LoadDemo,
     /// Show the download dialog.

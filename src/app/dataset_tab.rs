@@ -2,6 +2,7 @@
 //! counts, a virtual table over all rows (sortable), the inspector of one item (fields, details,
 //! prompts, token chips) and the curation report.
 
+use super::Action;
 use super::tabs::{JobOutput, TabCtx, TabView};
 use super::widgets::{self, thousands};
 use crate::dataset::Dataset;
@@ -42,8 +43,10 @@ impl TabView for DatasetTab {
     }
 
     fn ui(&mut self, ui: &mut Ui, ctx: &mut TabCtx<'_>) {
-        if let Some(data) = ctx.data {
-            self.draw_ui(ui, data, ctx.filter);
+        if let Some(data) = ctx.data
+            && let Some(action) = self.draw_ui(ui, data, ctx.filter)
+        {
+            ctx.actions.push(action);
         }
     }
 
@@ -93,8 +96,8 @@ impl DatasetTab {
         self.view_job = Some((key, job));
     }
 
-    fn draw_ui(&mut self, ui: &mut Ui, data: &Arc<Dataset>, filter: &mut Filter) {
-        header_ui(ui, data);
+    fn draw_ui(&mut self, ui: &mut Ui, data: &Arc<Dataset>, filter: &mut Filter) -> Option<Action> {
+        let action = header_ui(ui, data);
         ui.separator();
         filter_bar_ui(ui, data, filter, self.view.len(), self.view_job.is_some());
         ui.separator();
@@ -111,6 +114,7 @@ impl DatasetTab {
             },
         );
         egui::CentralPanel::default().show(ui, |ui| self.table_ui(ui, data));
+        action
     }
 
     fn table_ui(&mut self, ui: &mut Ui, data: &Dataset) {
@@ -261,12 +265,27 @@ impl DatasetTab {
     }
 }
 
-fn header_ui(ui: &mut Ui, data: &Dataset) {
+/// The name, the headline statistics, and for a user's table its mapping with *Map columns…*.
+fn header_ui(ui: &mut Ui, data: &Dataset) -> Option<Action> {
     let s = &data.stats;
+    let mut action = None;
     ui.horizontal_wrapped(|ui| {
         ui.heading(&data.name);
         if data.synthetic {
             widgets::synthetic_badge(ui);
+        }
+        for (path, spec) in &data.tables {
+            let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+            ui.label(RichText::new(format!("{name}: {}", spec.mapping.to_map_string())).weak().small())
+                .on_hover_text("How this table's columns feed the curation");
+        }
+        if !data.tables.is_empty()
+            && ui
+                .button("Map columns…")
+                .on_hover_text("Change which columns feed the curation and curate again")
+                .clicked()
+        {
+            action = Some(Action::LoadMapped(data.paths.clone(), Vec::new(), true));
         }
     });
     ui.horizontal_wrapped(|ui| {
@@ -282,6 +301,7 @@ fn header_ui(ui: &mut Ui, data: &Dataset) {
         stat(ui, "categories", s.categories.len().to_string());
         stat(ui, "tokens", format!("{:.0}–{:.0}", s.tokens.min, s.tokens.max));
     });
+    action
 }
 
 fn filter_bar_ui(ui: &mut Ui, data: &Dataset, filter: &mut Filter, shown: usize, busy: bool) {
@@ -365,13 +385,14 @@ fn report_ui(ui: &mut Ui, data: &Dataset) {
                 ("dropped: contents too short", r.too_short),
                 ("dropped: too few tokens", r.too_few_tokens),
                 ("malformed lines", r.malformed),
+                ("cells not read (prices)", r.column_problems),
             ] {
                 ui.label(label);
                 ui.label(RichText::new(thousands(v)).monospace());
                 ui.end_row();
             }
         });
-        for e in r.first_errors.iter().chain(&r.file_errors) {
+        for e in r.first_errors.iter().chain(&r.first_column_problems).chain(&r.file_errors) {
             ui.colored_label(Color32::from_rgb(0xf2, 0x8e, 0x2b), e);
         }
     });

@@ -16,6 +16,7 @@ pub mod compare_tab;
 pub mod dataset_tab;
 pub mod finetune_tab;
 pub mod log;
+pub mod mapping_dialog;
 pub mod sampling_tab;
 pub mod settings;
 pub mod tabs;
@@ -40,6 +41,10 @@ enum ShellDone {
     Loaded(Arc<Dataset>),
     /// Files downloaded (then loaded).
     Downloaded(Vec<PathBuf>),
+    /// A table of the load needs its columns mapped first.
+    NeedsMapping(Box<mapping_dialog::MappingDialog>),
+    /// The mapped table's first rows read again with another CSV dialect.
+    Reinspected(Box<crate::table::TableHead>),
 }
 
 /// The app.
@@ -58,6 +63,8 @@ pub struct PricerApp {
     pub tabs: Tabs,
     open_dialog: Option<widgets::PathDialog>,
     download_dialog: Option<widgets::DownloadDialog>,
+    /// The column-mapping dialog, while a table of a load waits for its mapping.
+    pub mapping_dialog: Option<mapping_dialog::MappingDialog>,
     picked: Option<Receiver<Option<Vec<PathBuf>>>>,
     actions: Vec<Action>,
     wake: Arc<dyn Fn() + Send + Sync>,
@@ -84,6 +91,7 @@ impl PricerApp {
             filter: Filter::default(),
             open_dialog: None,
             download_dialog: None,
+            mapping_dialog: None,
             picked: None,
             actions: Vec::new(),
             wake,
@@ -218,6 +226,23 @@ impl PricerApp {
                 self.log(Level::Info, format!("downloaded {} file(s) in {secs:.1}s", paths.len()));
                 self.actions.push(Action::Load(paths));
             }
+            ShellDone::NeedsMapping(dialog) => {
+                self.log(
+                    Level::Info,
+                    format!("{}: not in Amazon's layout; choose its columns", dialog.head.schema.name),
+                );
+                self.mapping_dialog = Some(*dialog);
+            }
+            ShellDone::Reinspected(head) => {
+                if let Some(dialog) = &mut self.mapping_dialog {
+                    let same = head.schema.signature() == dialog.head.schema.signature();
+                    if !same {
+                        let category = crate::table::default_category(&dialog.path);
+                        dialog.mapping = crate::table::TableMapping::guess(&head.schema, &category);
+                    }
+                    dialog.head = Arc::new(*head);
+                }
+            }
         }
     }
 
@@ -250,8 +275,11 @@ impl PricerApp {
                 let dir = self.settings.recent_files.first().and_then(|p| p.parent().map(PathBuf::from));
                 let spawned = std::thread::Builder::new().name("file dialog".into()).spawn(move || {
                     let mut dialog = rfd::FileDialog::new()
-                        .set_title("Open Amazon metadata or curated items")
-                        .add_filter("Data", &["jsonl", "gz", "json", "parquet"]);
+                        .set_title("Open Amazon metadata, curated items or your own product table")
+                        .add_filter(
+                            "Data",
+                            &["jsonl", "gz", "json", "parquet", "csv", "tsv", "arrow", "ipc", "feather", "ndjson"],
+                        );
                     if let Some(dir) = dir {
                         dialog = dialog.set_directory(dir);
                     }
@@ -272,9 +300,32 @@ impl PricerApp {
                     self.settings.recent_files.insert(0, p.clone());
                 }
                 self.settings.recent_files.truncate(8);
+                self.actions.push(Action::LoadMapped(paths, Vec::new(), false));
+            }
+            Action::LoadMapped(paths, mapped, review) => {
                 let name =
                     format!("loading {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
-                self.start(&name, move |ctx| Ok(ShellDone::Loaded(Arc::new(dataset::load_paths(&paths, ctx)?))));
+                let saved = self.settings.table_mappings.clone();
+                self.start(&name, move |ctx| match dataset::prepare_open(&paths, mapped, &saved, review, ctx)? {
+                    dataset::Prepared::Ready(mapped) => {
+                        Ok(ShellDone::Loaded(Arc::new(dataset::load_paths_mapped(&paths, &mapped, None, ctx)?)))
+                    }
+                    dataset::Prepared::NeedsMapping { path, head, mapping, mapped } => {
+                        ctx.report(&crate::jobs::Progress {
+                            stage: "loading the tokenizer for the preview".into(),
+                            ..Default::default()
+                        });
+                        let curator = Arc::new(crate::curate::Curator::original()?);
+                        Ok(ShellDone::NeedsMapping(Box::new(mapping_dialog::MappingDialog::new(
+                            paths,
+                            mapped,
+                            path,
+                            Arc::new(*head),
+                            mapping,
+                            curator,
+                        ))))
+                    }
+                });
             }
             Action::LoadDemo => {
                 let n = self.settings.demo_lines;
@@ -366,12 +417,17 @@ impl PricerApp {
 
         if let Some(dialog) = &mut self.open_dialog
             && let Some(result) =
-                dialog.ui(&ctx, "Open files", "Paths (one per line) of raw .jsonl/.jsonl.gz/.parquet or curated items")
+                dialog.ui(&ctx, "Open files", "Paths (one per line): raw .jsonl/.jsonl.gz/.parquet, curated items, or your own .csv/.tsv/.parquet/.jsonl/.arrow table")
         {
             if let Some(paths) = result {
                 self.actions.push(Action::Load(paths));
             }
             self.open_dialog = None;
+        }
+        if let Some(dialog) = &mut self.mapping_dialog
+            && let Some(outcome) = dialog.ui(&ctx)
+        {
+            self.mapping_done(outcome);
         }
         if let Some(dialog) = &mut self.download_dialog
             && let Some(result) = dialog.ui(&ctx)
@@ -382,6 +438,32 @@ impl PricerApp {
             self.download_dialog = None;
         }
         self.process_actions();
+    }
+
+    fn mapping_done(&mut self, outcome: mapping_dialog::MappingOutcome) {
+        use mapping_dialog::MappingOutcome;
+        let Some(dialog) = &mut self.mapping_dialog else { return };
+        match outcome {
+            MappingOutcome::Cancel => {
+                let msg = format!("{}: not loaded", dialog.head.schema.name);
+                self.mapping_dialog = None;
+                self.log(Level::Info, msg);
+            }
+            MappingOutcome::Reinspect(dialect) => {
+                let path = dialog.path.clone();
+                self.start(&format!("reading {} again", path.display()), move |_| {
+                    let head = crate::table::inspect(&path, Some(dialect), crate::table::INSPECT_ROWS)?;
+                    Ok(ShellDone::Reinspected(Box::new(head)))
+                });
+            }
+            MappingOutcome::Curate(spec) => {
+                let Some(dialog) = self.mapping_dialog.take() else { return };
+                self.settings.table_mappings.put(&dialog.head.schema, spec.clone());
+                let mut mapped = dialog.mapped;
+                mapped.push((dialog.path, spec));
+                self.actions.push(Action::LoadMapped(dialog.paths, mapped, false));
+            }
+        }
     }
 
     fn top_bar_ui(&mut self, ui: &mut egui::Ui) {
@@ -495,7 +577,10 @@ impl EframeApp {
         }
         let ctx = cc.egui_ctx.clone();
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || ctx.request_repaint());
-        let mut app = PricerApp::new(settings, wake, true);
+        let mut app = PricerApp::new(settings, wake, start.open.is_empty());
+        if !start.open.is_empty() {
+            app.act(Action::Load(start.open.clone()));
+        }
         if let Some(cap) = start.cap {
             app.tabs.sampling.recipe.balance.cap_per_slot = cap;
         }
@@ -527,6 +612,8 @@ pub struct StartOptions {
     pub select_item: Option<usize>,
     /// The Compare tab's view shown first.
     pub compare_view: Option<compare_tab::View>,
+    /// Files opened at start instead of the demo.
+    pub open: Vec<PathBuf>,
 }
 
 impl eframe::App for EframeApp {

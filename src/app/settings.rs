@@ -29,6 +29,8 @@ pub struct Settings {
     pub finetune: FinetuneSettings,
     /// The Compare tab's persisted state.
     pub compare: CompareSettings,
+    /// Column mappings of the user's own tables, reused for files with the same columns.
+    pub table_mappings: crate::table::SavedMappings,
 }
 
 /// The Compare tab's persisted state.
@@ -75,6 +77,7 @@ impl Default for Settings {
             sampling: SamplingSettings::default(),
             finetune: FinetuneSettings::default(),
             compare: CompareSettings::default(),
+            table_mappings: crate::table::SavedMappings::default(),
         }
     }
 }

@@ -236,7 +236,7 @@ impl ScreenshotPlan {
 
     /// Called after each frame.
     pub fn step(&mut self, ctx: &egui::Context, app: &mut PricerApp) {
-        let loaded = app.data.is_some() && !app.is_busy();
+        let loaded = (app.data.is_some() || app.mapping_dialog.is_some()) && !app.is_busy();
         if !loaded {
             // The app repaints on job progress; no busy loop that would take CPU from the job.
             ctx.request_repaint_after(std::time::Duration::from_millis(100));

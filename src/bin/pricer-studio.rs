@@ -43,6 +43,9 @@ struct Args {
     /// Window size, e.g. 1280x800.
     #[arg(long, default_value = "1440x900")]
     size: String,
+    /// Files to open instead of the demo: raw metadata, curated items, or your own table (a CSV,
+    /// TSV, Parquet, JSON-lines or Arrow file not in Amazon's layout opens the column mapping).
+    files: Vec<PathBuf>,
 }
 
 /// `pricer-studio train --config F | --resume DIR [--max-steps N]`: the same training command as
@@ -89,6 +92,7 @@ fn main() -> eframe::Result {
         pricer_set: args.pricer_set.clone(),
         select_item: args.select_item,
         compare_view: args.compare_view.as_deref().and_then(pricer::app::compare_tab::View::parse),
+        open: args.files.clone(),
     };
     let (w, h) = args
         .size

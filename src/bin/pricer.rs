@@ -97,6 +97,37 @@ enum Command {
         /// Write the report as JSON to this file too.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Read the inputs as your own tables (CSV, TSV, Parquet, JSON lines, Arrow) with this
+        /// column mapping, over the guess from the column names:
+        /// `title=COL,description=COL[+COL…],features=COL[+COL…],details=COL[+COL…],price=COL,category=COL|=NAME,decimal=comma`.
+        /// `FIELD=` drops a guessed field. Tables not in Amazon's layout are mapped by guess
+        /// without it (see `pricer inspect`).
+        #[arg(long)]
+        map: Option<String>,
+        /// CSV field separator (`,` `;` `|` or `tab`; sniffed when not given).
+        #[arg(long)]
+        separator: Option<String>,
+        /// The CSV's first row is data, not column names.
+        #[arg(long)]
+        no_header: bool,
+    },
+    /// Print a table's schema (columns, types, nulls, samples from its first rows) and the column
+    /// mapping `pricer curate` would guess for it, as a `--map` value.
+    Inspect {
+        /// A CSV, TSV, Parquet, JSON-lines or Arrow file.
+        table: PathBuf,
+        /// Rows to inspect.
+        #[arg(long, default_value_t = pricer::table::INSPECT_ROWS)]
+        rows: usize,
+        /// CSV field separator (`,` `;` `|` or `tab`; sniffed when not given).
+        #[arg(long)]
+        separator: Option<String>,
+        /// The CSV's first row is data, not column names.
+        #[arg(long)]
+        no_header: bool,
+        /// Print JSON (schema and mapping) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print statistics of an items file (counts, price/token/length summaries, categories, price histogram).
     Stats {
@@ -433,6 +464,46 @@ fn stderr_progress() -> JobCtx {
 
 /// Opens an items file (or raw metadata, curated) through the loader the app and the trainer
 /// use; malformed lines are reported as warnings.
+/// The CSV dialect from the command line: sniffed, then overridden (`None` for other kinds).
+fn csv_dialect(path: &Path, separator: Option<&str>, no_header: bool) -> Result<Option<pricer::table::CsvDialect>> {
+    if pricer::table::TableKind::of(path) != Some(pricer::table::TableKind::Csv) {
+        return Ok(None);
+    }
+    if separator.is_none() && !no_header {
+        return Ok(None);
+    }
+    let head = pricer::table::inspect(path, None, 1)?;
+    let mut d = head.schema.dialect.unwrap_or_default();
+    if let Some(sep) = separator {
+        d.separator = match sep {
+            "tab" | "\\t" | "\t" => b'\t',
+            s if s.len() == 1 => s.as_bytes()[0],
+            s => bail!("--separator {s}: give one character or `tab`"),
+        };
+    }
+    if no_header {
+        d.has_header = false;
+    }
+    Ok(Some(d))
+}
+
+/// How `curate` reads a table: dialect, the guess from the column names, then `--map`.
+fn table_spec(
+    path: &Path,
+    map: Option<&str>,
+    separator: Option<&str>,
+    no_header: bool,
+) -> Result<pricer::table::TableSpec> {
+    let dialect = csv_dialect(path, separator, no_header)?;
+    let head = pricer::table::inspect(path, dialect, pricer::table::INSPECT_ROWS)?;
+    let mut mapping = pricer::table::TableMapping::guess(&head.schema, &pricer::table::default_category(path));
+    if let Some(m) = map {
+        mapping.apply_map(m, &head.schema)?;
+    }
+    mapping.validate(&head.schema)?;
+    Ok(pricer::table::TableSpec { kind: head.schema.kind, dialect: head.schema.dialect, mapping })
+}
+
 fn load_items(path: &Path) -> Result<ItemTable> {
     let ctx = stderr_progress();
     let opened =
@@ -493,6 +564,9 @@ fn run(cli: Cli) -> Result<()> {
             max_price,
             word_boundary,
             report,
+            map,
+            separator,
+            no_header,
         } => {
             for p in &inputs {
                 if !p.exists() {
@@ -516,7 +590,21 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("--max-tokens must be positive");
             }
             let curator = Curator::new(tok, opts)?;
-            let sources: Vec<Source> = inputs.iter().map(|p| Source::from_path(p, category.clone())).collect();
+            let mut sources: Vec<Source> = Vec::new();
+            for p in &inputs {
+                let forced = map.is_some() || separator.is_some() || no_header;
+                if forced || !pricer::table::is_amazon_layout(p)? {
+                    let spec = table_spec(p, map.as_deref(), separator.as_deref(), no_header)?;
+                    eprintln!("{}: --map {}", p.display(), spec.mapping.to_map_string());
+                    let mut src = spec.source(p);
+                    if category.is_some() {
+                        src.category = category.clone();
+                    }
+                    sources.push(src);
+                } else {
+                    sources.push(Source::from_path(p, category.clone()));
+                }
+            }
             let t = Instant::now();
             let (table, rep) = curator.curate_sources(&sources, ReadOptions::default(), &stderr_progress())?;
             eprintln!("{}", rep.summary());
@@ -529,6 +617,29 @@ fn run(cli: Cli) -> Result<()> {
             }
             pricer::items_io::write_items(&table, &out)?;
             eprintln!("wrote {} items to {}", table.len(), out.display());
+        }
+        Command::Inspect { table, rows, separator, no_header, json } => {
+            let dialect = csv_dialect(&table, separator.as_deref(), no_header)?;
+            let head = pricer::table::inspect(&table, dialect, rows)?;
+            let mapping = pricer::table::TableMapping::guess(&head.schema, &pricer::table::default_category(&table));
+            let problem = mapping.validate(&head.schema).err();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "schema": head.schema,
+                        "mapping": mapping,
+                        "map": mapping.to_map_string(),
+                        "problem": problem.as_ref().map(ToString::to_string),
+                    }))?
+                );
+            } else {
+                print!("{}", head.schema.describe());
+                println!("\nguessed mapping:\n  --map {}", mapping.to_map_string());
+                if let Some(p) = problem {
+                    println!("not enough to curate: {p}");
+                }
+            }
         }
         Command::Stats { items, json, bin_width } => {
             if bin_width <= 0.0 {

@@ -509,3 +509,98 @@ fn jobs_of_two_tabs_run_at_once_and_each_cancels_alone() {
     assert!(h.state().jobs.is_empty());
     assert!(h.state().log.iter().any(|e| e.text == "fine-tune job: cancelled; nothing changed"));
 }
+
+#[test]
+fn a_shop_table_opens_the_mapping_dialog_whose_preview_follows_the_mapping() {
+    let Some(raw) = crate::common::real_data("raw_meta_rows_hf_form.jsonl") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("shop.csv");
+    // The real rows with a shop's column names (the guess finds them all); characters beyond the
+    // test font's (the harness panics on a missing glyph) left out.
+    let latin = |s: &str| s.chars().filter(|&c| (c as u32) < 0x2000).collect::<String>();
+    let mut w = csv::Writer::from_path(&csv).unwrap();
+    w.write_record(["name", "desc", "features", "details", "price", "category"]).unwrap();
+    for v in crate::common::read_jsonl(&raw) {
+        let join =
+            |k: &str| v[k].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect::<Vec<_>>().join("\n");
+        let price = v["price"].as_str().unwrap();
+        w.write_record([
+            latin(v["title"].as_str().unwrap()),
+            latin(&join("description")),
+            latin(&join("features")),
+            v["details"].as_str().unwrap().to_owned(),
+            (if price == "None" { "" } else { price }).to_owned(),
+            v["main_category"].as_str().unwrap().to_owned(),
+        ])
+        .unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let kept = pricer::dataset::open_paths(std::slice::from_ref(&csv), &JobCtx::default()).unwrap().table.len();
+    let mut h = Harness::builder().with_size(egui::vec2(1440.0, 1000.0)).build_ui_state(
+        |ui, app: &mut PricerApp| {
+            app.logic(&ui.ctx().clone());
+            app.ui(ui);
+        },
+        app_with(demo()),
+    );
+    h.step();
+    h.state_mut().act(pricer::app::Action::Load(vec![csv.clone()]));
+    wait_for(&mut h, "the mapping dialog", 60, |app| app.mapping_dialog.is_some() && !app.is_busy());
+    // A new window takes a few frames to settle its size (and, anchored, its place) before clicks land.
+    for _ in 0..4 {
+        h.step();
+    }
+    h.get_by_label_contains("Map columns — shop.csv");
+    h.get_by_label(&format!("Preview: {kept} of the first 7 rows kept"));
+    h.get_by_label_contains("Musical_Instruments · $210.46");
+    // Another separator reads the file again (a job): one column, records it cannot read; back again.
+    h.get_by_label(";").click();
+    wait_for(&mut h, "the file read with `;`", 30, |app| {
+        !app.is_busy() && app.mapping_dialog.as_ref().is_some_and(|d| d.head.schema.columns.len() == 1)
+    });
+    for _ in 0..4 {
+        h.step();
+    }
+    h.get_by_label_contains("of these records could not be read");
+    h.get_by_label(",").click();
+    wait_for(&mut h, "the file read with `,`", 30, |app| {
+        !app.is_busy() && app.mapping_dialog.as_ref().is_some_and(|d| d.head.schema.columns.len() == 6)
+    });
+    for _ in 0..4 {
+        h.step();
+    }
+    h.get_by_label_contains("Musical_Instruments · $210.46");
+    // Category from one name instead of the column: the preview follows.
+    h.get_by_label("one name for the file").click();
+    h.step();
+    h.step();
+    assert!(h.query_by_label_contains("Musical_Instruments · $210.46").is_none());
+    h.get_by_label_contains("shop · $210.46");
+    // Without the price there is nothing to curate: the dialog says why.
+    let dialog = h.state_mut().mapping_dialog.as_mut().unwrap();
+    let price = dialog.mapping.price.take();
+    h.step();
+    h.get_by_label_contains("no column is mapped to the price");
+    assert!(h.get_by_label("Curate with this mapping").accesskit_node().is_disabled());
+    h.state_mut().mapping_dialog.as_mut().unwrap().mapping.price = price;
+    // One frame to enable the button, one for the tree the click finds it in.
+    h.step();
+    h.step();
+    h.get_by_label("Curate with this mapping").click();
+
+    wait_for(&mut h, "the curated table", 60, |app| {
+        app.mapping_dialog.is_none() && !app.is_busy() && app.data.as_ref().is_some_and(|d| d.name == "shop.csv")
+    });
+    let data = h.state().data.clone().unwrap();
+    assert_eq!(data.table.len(), kept);
+    assert!(data.table.iter().all(|i| i.category == "shop"));
+    assert_eq!(h.state().settings.table_mappings.entries.len(), 1);
+    // The same columns again: the saved mapping is used without asking.
+    h.state_mut().act(pricer::app::Action::Load(vec![csv]));
+    h.step();
+    assert!(h.state().mapping_dialog.is_none());
+    wait_for(&mut h, "the reload", 60, |app| !app.is_busy() && app.mapping_dialog.is_none());
+    assert!(h.state().log.entries.iter().any(|e| e.text.contains("with the mapping saved for its columns")));
+    h.get_by_label("Map columns…");
+}

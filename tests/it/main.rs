@@ -18,5 +18,6 @@ mod runs;
 mod sampling;
 #[cfg(feature = "gui")]
 mod snapshots;
+mod tables;
 mod tester;
 mod tokenizer_identity;
