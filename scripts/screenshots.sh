@@ -4,7 +4,7 @@
 # libglx-mesa0 libegl1 libegl-mesa0 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin pricer-studio
+cargo build --release --bin pricer-studio --bin pricer
 # A larger synthetic demo than the default, so that the original recipe's cap bites on the
 # Sampling tab (its crowded slots hold more than 1200 items).
 lines=${DEMO_LINES:-150000}
@@ -16,6 +16,13 @@ for tab in dataset sampling; do
   xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \
     --tab "$tab" --size 1280x800 --screenshot "screenshots/${tab}-1280x800.png"
 done
+# The column-mapping dialog of a user's table: the demo's raw lines rewritten as a shop's CSV.
+tmp=$(mktemp -d)
+./target/release/pricer demo --items 2000 --out "$tmp/raw.jsonl"
+python3 tools/raw_to_csv.py "$tmp/raw.jsonl" "$tmp/shop.csv"
+xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \
+  --size 1440x900 --screenshot screenshots/mapping.png "$tmp/shop.csv"
+rm -rf "$tmp"
 # The Fine-tune tab shows the runs in RUNS_DIR (default runs/, where `pricer train` puts them):
 # train one first, e.g. `pricer train --config run.toml` (README "Fine-tuning"), and evaluate it.
 xvfb-run -a -s "-screen 0 2000x1200x24" ./target/release/pricer-studio \

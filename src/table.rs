@@ -160,11 +160,17 @@ struct Batch {
 /// The source lines of a batch of JSON-lines rows.
 #[derive(Clone, Debug, Default)]
 pub struct RawLines {
-    buf: Vec<u8>,
+    buf: Arc<[u8]>,
     spans: Vec<(usize, usize)>,
 }
 
 impl RawLines {
+    /// Lines `start..start + n` (sharing the bytes).
+    fn slice(&self, start: usize, n: usize) -> Self {
+        let end = (start + n).min(self.spans.len());
+        Self { buf: self.buf.clone(), spans: self.spans[start.min(end)..end].to_vec() }
+    }
+
     /// The value of `key` in line `i` exactly as written (`None` when absent or not an object).
     fn value<'a>(&'a self, i: usize, key: &str) -> Option<&'a serde_json::value::RawValue> {
         let (s, e) = *self.spans.get(i)?;
@@ -190,7 +196,27 @@ enum BatchReader {
         next: usize,
         step: usize,
         frame: Option<DataFrame>,
+        /// Parquet: the row count at the end of each row group.
+        ends: Vec<usize>,
     },
+}
+
+/// The cumulative row counts at the end of each row group of a Parquet file.
+fn row_group_ends(path: &Path) -> Result<Vec<usize>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = SerializedFileReader::new(f)
+        .map_err(|e| Error::Parquet { path: path.into(), message: format!("not a Parquet file: {e}") })?;
+    let mut end = 0usize;
+    Ok(reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| {
+            end += g.num_rows().max(0) as usize;
+            end
+        })
+        .collect())
 }
 
 impl BatchReader {
@@ -215,6 +241,8 @@ impl BatchReader {
             TableKind::Parquet => {
                 let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
                 let total = ParquetReader::new(f).num_rows().map_err(perr)?;
+                // Slices end on row-group boundaries, so no row group is decoded twice.
+                let ends = if max_rows >= SLICE_ROWS { row_group_ends(path)? } else { Vec::new() };
                 Self::Frames {
                     name,
                     kind,
@@ -224,6 +252,7 @@ impl BatchReader {
                     next: 0,
                     step: max_rows.min(SLICE_ROWS),
                     frame: None,
+                    ends,
                 }
             }
             TableKind::Arrow => {
@@ -242,6 +271,7 @@ impl BatchReader {
                     next: 0,
                     step: max_rows.min(SLICE_ROWS),
                     frame: Some(frame),
+                    ends: Vec::new(),
                 }
             }
         })
@@ -258,11 +288,13 @@ impl BatchReader {
     fn next_batch(&mut self) -> Result<Option<Batch>> {
         match self {
             Self::Text(t) => t.next_batch(),
-            Self::Frames { name, kind, path, columns, total, next, step, frame } => {
+            Self::Frames { name, kind, path, columns, total, next, step, frame, ends } => {
                 if *next >= *total {
                     return Ok(None);
                 }
-                let n = (*step).min(*total - *next);
+                let target = *next + *step;
+                let end = ends.iter().copied().find(|&e| e >= target).unwrap_or(*total);
+                let n = if ends.is_empty() { (*step).min(*total - *next) } else { end.min(*total) - *next };
                 let df = match (kind, frame) {
                     (_, Some(f)) => f.slice(*next as i64, n),
                     _ => {
@@ -436,10 +468,12 @@ impl TextChunker {
             body.extend_from_slice(&chunk[s..e]);
             rows.push(l);
         }
+        let shared: Arc<[u8]> =
+            if self.kind == TableKind::JsonLines { Arc::from(&chunk[..]) } else { Arc::from(&[][..]) };
         let raw_of = |keep: &dyn Fn(usize) -> bool| {
             (self.kind == TableKind::JsonLines).then(|| {
                 let spans = spans.iter().enumerate().filter(|(k, _)| keep(*k)).map(|(_, &(s, e, _))| (s, e)).collect();
-                Arc::new(RawLines { buf: chunk.clone(), spans })
+                Arc::new(RawLines { buf: shared.clone(), spans })
             })
         };
         match self.parse(body) {
@@ -770,6 +804,31 @@ pub fn records(
     (out, problems)
 }
 
+/// [`records`] of a batch in parallel parts (the reader thread would otherwise make one core the
+/// limit: polars parses in parallel, mapping cells to records is per row).
+fn records_parallel(batch: &Batch, mapping: &TableMapping, file: &str) -> (Vec<MappedRow>, Vec<LineError>) {
+    use rayon::prelude::*;
+    let n = batch.frame.height().min(batch.rows.len());
+    let parts = rayon::current_num_threads().max(1) * 2;
+    let size = n.div_ceil(parts).max(1024);
+    let outs: Vec<(Vec<MappedRow>, Vec<LineError>)> = (0..n.div_ceil(size))
+        .into_par_iter()
+        .map(|k| {
+            let (start, len) = (k * size, size.min(n - k * size));
+            let frame = batch.frame.slice(start as i64, len);
+            let raw = batch.raw.as_ref().map(|r| r.slice(start, len));
+            records(&frame, &batch.rows[start..start + len], raw.as_ref(), mapping, file)
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(n);
+    let mut problems = Vec::new();
+    for (r, p) in outs {
+        rows.extend(r);
+        problems.extend(p);
+    }
+    (rows, problems)
+}
+
 /// Reads a table source in batches and sends its rows as records (the curation driver calls it
 /// for sources with a table spec, [`crate::load::read_source`] for the others). Returns false when `send` asked to stop.
 pub fn read_source(
@@ -798,9 +857,7 @@ pub fn read_source(
         match reader.next_batch() {
             Ok(None) => return true,
             Ok(Some(batch)) => {
-                let (rows, mut problems) =
-                    records(&batch.frame, &batch.rows, batch.raw.as_deref(), &spec.mapping, &src.name);
-                let mut rows = rows;
+                let (mut rows, mut problems) = records_parallel(&batch, &spec.mapping, &src.name);
                 // Records polars refused take their place as malformed rows.
                 for e in batch.errors {
                     rows.push((e.line, Err(e.message)));

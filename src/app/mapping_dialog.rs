@@ -116,9 +116,11 @@ impl MappingDialog {
                         },
                     );
                     let problem = self.mapping.validate(&self.head.schema).err();
-                    egui::ScrollArea::vertical().id_salt("preview").max_height(cols[1].available_height() - 60.0).show(
-                        &mut cols[1],
-                        |ui| match &problem {
+                    egui::ScrollArea::vertical()
+                        .id_salt("preview")
+                        .auto_shrink([false, false])
+                        .max_height(cols[1].available_height() - 60.0)
+                        .show(&mut cols[1], |ui| match &problem {
                             Some(p) => {
                                 ui.colored_label(ui.visuals().error_fg_color, p.to_string());
                             }
@@ -130,8 +132,7 @@ impl MappingDialog {
                                 let p = self.preview().clone();
                                 preview_ui(ui, &p, unit);
                             }
-                        },
-                    );
+                        });
                 });
                 ui.separator();
                 ui.horizontal(|ui| {
@@ -333,6 +334,7 @@ fn mapping_ui(ui: &mut Ui, head: &TableHead, m: &mut TableMapping, category_name
 }
 
 fn preview_ui(ui: &mut Ui, p: &Preview, unit: &str) {
+    ui.set_max_width(ui.available_width() - 12.0);
     let r = &p.report;
     ui.strong(format!("Preview: {} of the first {} rows kept", r.kept, p.rows));
     ui.label(format!(

@@ -335,3 +335,32 @@ fn cli_inspects_a_table_and_curates_it_with_a_map() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--map price=COLUMN"));
 }
+
+#[test]
+fn a_big_batch_is_mapped_in_parallel_parts_in_row_order() {
+    // 3,000 rows: the reader maps them in several parts; problems and rows keep file order.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.csv");
+    let mut text = String::from("name,description,price\n");
+    for i in 0..3000 {
+        let price = if [8, 1498, 2997].contains(&i) { "n/a".to_owned() } else { format!("{}.50", 10 + i % 50) };
+        text.push_str(&format!("Item {i},\"{} {i}\",{price}\n", long_text(i)));
+    }
+    std::fs::write(&path, text).unwrap();
+    let opened = open(std::slice::from_ref(&path));
+    let r = &opened.report;
+    assert_eq!((r.lines_read, r.column_problems, r.no_price), (3000, 3, 3));
+    assert_eq!(
+        r.first_column_problems,
+        [
+            "many.csv:10: price: `n/a` is not a price",
+            "many.csv:1500: price: `n/a` is not a price",
+            "many.csv:2999: price: `n/a` is not a price"
+        ]
+    );
+    let titles: Vec<String> = opened.table.iter().map(|i| i.title.to_string()).collect();
+    let expected: Vec<String> =
+        (0..3000).filter(|i| ![8, 1498, 2997].contains(i)).map(|i| format!("Item {i}")).take(titles.len()).collect();
+    assert_eq!(titles.len() as u64, r.kept);
+    assert_eq!(titles, expected);
+}
