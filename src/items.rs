@@ -49,6 +49,11 @@ pub struct StrColumn {
 }
 
 impl StrColumn {
+    /// Room for `n` more strings of `bytes` bytes in all.
+    pub fn reserve(&mut self, n: usize, bytes: usize) {
+        self.data.reserve(bytes);
+        self.ends.reserve(n);
+    }
     /// Appends one string.
     pub fn push(&mut self, s: &str) {
         self.data.push_str(s);
@@ -89,6 +94,11 @@ pub struct BytesColumn {
 }
 
 impl BytesColumn {
+    /// Room for `n` more values of `bytes` bytes in all.
+    pub fn reserve(&mut self, n: usize, bytes: usize) {
+        self.data.reserve(bytes);
+        self.ends.reserve(n);
+    }
     /// Appends one value.
     pub fn push(&mut self, b: &[u8]) {
         self.data.extend_from_slice(b);
@@ -217,10 +227,29 @@ impl ItemTable {
         self.slots.push(price_slot(price, 1.0).min(u32::from(u16::MAX)) as u16);
     }
 
+    /// Room for `n` more items whose titles, raw details and prompts hold about these many bytes
+    /// (growing the columns item by item copies them again and again; reading a file knows the
+    /// sizes up front).
+    pub fn reserve(&mut self, n: usize, title_bytes: usize, details_bytes: usize, prompt_bytes: usize) {
+        self.titles.reserve(n, title_bytes);
+        // LZ4 keeps about half of a details string (and adds 4 bytes of length).
+        self.details_lz4.reserve(n, details_bytes / 2 + 8 * n);
+        self.prompts.reserve(n, prompt_bytes);
+        self.category_codes.reserve(n);
+        self.prices.reserve(n);
+        self.price_cents.reserve(n);
+        self.token_counts.reserve(n);
+        self.prompt_chars.reserve(n);
+        self.slots.reserve(n);
+    }
+
     /// Appends every item of `other`, taking its columns as they are (the details stay
     /// compressed as they are).
     pub fn extend_from(&mut self, other: &ItemTable) {
         let codes: Vec<u16> = other.category_names.iter().map(|name| self.category_code(name)).collect();
+        self.titles.reserve(other.len(), other.titles.data.len());
+        self.details_lz4.reserve(other.len(), other.details_lz4.data.len());
+        self.prompts.reserve(other.len(), other.prompts.data.len());
         for i in 0..other.len() {
             self.titles.push(other.titles.get(i));
             self.details_lz4.push(other.details_lz4.get(i));

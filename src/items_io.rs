@@ -205,6 +205,23 @@ fn read_parquet_items(
         first_rows.push(rows);
         rows += meta.row_group(g).num_rows().max(0) as usize;
     }
+    // Room for every item up front (a column's uncompressed size holds 4 length bytes per value).
+    let column_bytes = |name: &str| -> usize {
+        let schema = meta.file_metadata().schema_descr();
+        (0..schema.num_columns())
+            .filter(|&i| schema.column(i).path().parts() == [name.to_string()])
+            .map(|i| {
+                (0..meta.num_row_groups())
+                    .map(|g| {
+                        let c = meta.row_group(g).column(i);
+                        (c.uncompressed_size().max(0) as usize).saturating_sub(4 * c.num_values().max(0) as usize)
+                    })
+                    .sum::<usize>()
+            })
+            .sum()
+    };
+    let prompt_bytes = column_bytes("prompt").max(column_bytes("text"));
+    table.reserve(rows, column_bytes("title"), column_bytes("details"), prompt_bytes);
     let batch = rayon::current_num_threads().max(1);
     for groups in (0..meta.num_row_groups()).collect::<Vec<_>>().chunks(batch) {
         tick(first_rows[groups[0]], table.len(), total_rows)?;
@@ -279,6 +296,10 @@ fn read_parquet_row_group(
     }
     let number = |col: &Option<Vec<Option<f64>>>, r: usize| col.as_ref().and_then(|c| c.get(r).copied().flatten());
     let (mut table, mut errors) = (ItemTable::new(), Vec::new());
+    let bytes = |col: &Option<Vec<Option<ByteArray>>>| {
+        col.as_ref().map_or(0, |c| c.iter().map(|b| b.as_ref().map_or(0, |b| b.len())).sum::<usize>())
+    };
+    table.reserve(n, bytes(&titles), bytes(&details), bytes(&prompts));
     for r in 0..n {
         let (Some(price), Some(prompt)) = (number(&prices, r), text(&prompts, r).filter(|p| !p.is_empty())) else {
             errors.push(LineError {
