@@ -54,7 +54,7 @@ pub fn inspect(path: &Path, dialect: Option<CsvDialect>, n_rows: usize) -> Resul
         }),
         _ => None,
     };
-    let mut reader = BatchReader::open(path, kind, dialect, None, n_rows.max(1))?;
+    let mut reader = BatchReader::open(path, kind, dialect, None, n_rows.max(1), None)?;
     let (frame, rows, raw, errors, whole_file) = match reader.next_batch()? {
         Some(b) => {
             let whole = reader.next_batch()?.is_none();
@@ -138,11 +138,20 @@ fn sniff_file(path: &Path) -> Result<CsvDialect> {
 }
 
 fn open_plain(path: &Path) -> Result<Box<dyn Read + Send>> {
+    open_counted(path, None)
+}
+
+/// The file's text (gunzipped for `.gz`), its bytes on disk counted into `counter` for progress.
+fn open_counted(path: &Path, counter: Option<&Arc<AtomicU64>>) -> Result<Box<dyn Read + Send>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let f: Box<dyn Read + Send> = match counter {
+        Some(c) => Box::new(crate::load::CountingReader { inner: f, counter: c.clone() }),
+        None => Box::new(f),
+    };
     Ok(if path.to_string_lossy().to_ascii_lowercase().ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(f))
     } else {
-        Box::new(f)
+        f
     })
 }
 
@@ -226,13 +235,14 @@ impl BatchReader {
         dialect: Option<CsvDialect>,
         columns: Option<Vec<String>>,
         max_rows: usize,
+        counter: Option<&Arc<AtomicU64>>,
     ) -> Result<Self> {
         let name = file_name(path);
         let perr = |e: PolarsError| Error::InvalidInput(format!("{name}: {e}"));
         Ok(match kind {
             TableKind::Csv | TableKind::JsonLines => Self::Text(TextChunker::new(
                 name,
-                open_plain(path)?,
+                open_counted(path, counter)?,
                 kind,
                 dialect.unwrap_or_default(),
                 columns,
@@ -844,15 +854,10 @@ pub fn read_source(
     let size = src.size();
     let start = counter.load(Ordering::Relaxed);
     let columns = Some(spec.mapping.columns());
-    let mut reader = match BatchReader::open(path, spec.kind, spec.dialect, columns, usize::MAX) {
+    let mut reader = match BatchReader::open(path, spec.kind, spec.dialect, columns, usize::MAX, Some(counter)) {
         Ok(r) => r,
         Err(e) => return send(Chunk::FileError { source, message: e.to_string() }),
     };
-    if let BatchReader::Text(t) = &mut reader {
-        // Count the bytes read for progress.
-        let inner = std::mem::replace(&mut t.input, Box::new(std::io::empty()));
-        t.input = Box::new(crate::load::CountingReader { inner, counter: counter.clone() });
-    }
     loop {
         match reader.next_batch() {
             Ok(None) => return true,

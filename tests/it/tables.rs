@@ -364,3 +364,23 @@ fn a_big_batch_is_mapped_in_parallel_parts_in_row_order() {
     assert_eq!(titles.len() as u64, r.kept);
     assert_eq!(titles, expected);
 }
+
+#[test]
+fn progress_counts_a_tables_bytes_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.csv");
+    let mut text = String::from("name,description,price\n");
+    for i in 0..50 {
+        text.push_str(&format!("Item {i},\"{}\",{}.99\n", long_text(i), 5 + i));
+    }
+    std::fs::write(&path, &text).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let ctx = JobCtx::with_progress(move |p| sink.lock().unwrap().push((p.done, p.total)));
+    let (spec, _, _) = pricer::table::spec_for(&path, None).unwrap();
+    let curator = pricer::curate::Curator::original().unwrap();
+    let (table, _) = curator.curate_sources(&[spec.source(&path)], Default::default(), &ctx).unwrap();
+    assert_eq!(table.len(), 50);
+    let last = *seen.lock().unwrap().last().expect("progress reported");
+    assert_eq!(last, (text.len() as u64, text.len() as u64));
+}
