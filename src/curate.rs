@@ -112,6 +112,22 @@ impl CurationReport {
         }
     }
 
+    fn add_column_problem(&mut self, p: &LineError) {
+        self.column_problems += 1;
+        if self.first_column_problems.len() < MAX_REPORTED_ERRORS {
+            self.first_column_problems.push(p.to_string());
+        }
+    }
+
+    fn add_drop(&mut self, reason: DropReason) {
+        match reason {
+            DropReason::NoPrice => self.no_price += 1,
+            DropReason::OutOfRange => self.out_of_range += 1,
+            DropReason::TooShort => self.too_short += 1,
+            DropReason::TooFewTokens => self.too_few_tokens += 1,
+        }
+    }
+
     /// Adds the counts and messages of another report (several inputs, one dataset).
     pub fn absorb(&mut self, other: CurationReport) {
         self.lines_read += other.lines_read;
@@ -359,11 +375,8 @@ impl Curator {
                 outcomes.into_iter().map(|(_, o)| o).collect()
             }
             Chunk::Records { source, rows, problems, .. } => {
-                for p in problems {
-                    report.column_problems += 1;
-                    if report.first_column_problems.len() < MAX_REPORTED_ERRORS {
-                        report.first_column_problems.push(p.to_string());
-                    }
+                for p in &problems {
+                    report.add_column_problem(p);
                 }
                 let src = &sources[source];
                 rows.into_par_iter()
@@ -381,12 +394,7 @@ impl Curator {
                     report.kept += 1;
                     table.push(&item);
                 }
-                Ok(Err(reason)) => match reason {
-                    DropReason::NoPrice => report.no_price += 1,
-                    DropReason::OutOfRange => report.out_of_range += 1,
-                    DropReason::TooShort => report.too_short += 1,
-                    DropReason::TooFewTokens => report.too_few_tokens += 1,
-                },
+                Ok(Err(reason)) => report.add_drop(reason),
                 Err(e) => report.add_error(&e),
             }
         }
@@ -395,8 +403,14 @@ impl Curator {
 }
 
 fn category_of(src: &Source, rec: &RawRecord) -> String {
-    match (&src.category, &rec.main_category) {
-        (Some(c), _) => c.clone(),
+    category_for(src.category.as_deref(), rec)
+}
+
+/// An item's category: the one given for the whole input, else the record's `main_category`
+/// written like a dataset name, else `Unknown`.
+fn category_for(fixed: Option<&str>, rec: &RawRecord) -> String {
+    match (fixed, &rec.main_category) {
+        (Some(c), _) => c.to_owned(),
         (None, Some(m)) if !m.trim().is_empty() => normalize_category(m),
         _ => "Unknown".to_owned(),
     }
@@ -426,43 +440,31 @@ pub fn preview(head: &TableHead, mapping: &TableMapping, curator: &Curator, n_ro
     let mut p = Preview { rows: n, ..Preview::default() };
     let r = &mut p.report;
     r.lines_read = n as u64;
-    r.column_problems = problems.len() as u64;
-    r.first_column_problems = problems.iter().take(crate::load::MAX_REPORTED_ERRORS).map(ToString::to_string).collect();
+    for problem in &problems {
+        r.add_column_problem(problem);
+    }
+    let fixed = match &mapping.category {
+        CategoryMapping::Name(name) => Some(name.as_str()),
+        CategoryMapping::Column(_) => None,
+    };
+    let file = &head.schema.name;
     for (row, rec) in recs {
-        let rec = match rec {
-            Ok(rec) => rec,
-            Err(message) => {
-                r.malformed += 1;
-                if r.first_errors.len() < crate::load::MAX_REPORTED_ERRORS {
-                    r.first_errors.push(LineError { file: head.schema.name.clone(), line: row, message }.to_string());
-                }
-                continue;
-            }
-        };
-        let category = match &mapping.category {
-            CategoryMapping::Name(name) => name.clone(),
-            CategoryMapping::Column(_) => match &rec.main_category {
-                Some(m) if !m.trim().is_empty() => crate::load::normalize_category(m),
-                _ => "Unknown".to_owned(),
-            },
-        };
-        match curator.curate(&rec, &category) {
+        let outcome = rec.map_err(|message| LineError { file: file.clone(), line: row, message }).and_then(|rec| {
+            curator.curate(&rec, &category_for(fixed, &rec)).map_err(|e| LineError {
+                file: file.clone(),
+                line: row,
+                message: e.to_string(),
+            })
+        });
+        match outcome {
             Ok(Ok(item)) => {
                 r.kept += 1;
                 if p.items.len() < PREVIEW_ITEMS {
                     p.items.push((row, item));
                 }
             }
-            Ok(Err(DropReason::NoPrice)) => r.no_price += 1,
-            Ok(Err(DropReason::OutOfRange)) => r.out_of_range += 1,
-            Ok(Err(DropReason::TooShort)) => r.too_short += 1,
-            Ok(Err(DropReason::TooFewTokens)) => r.too_few_tokens += 1,
-            Err(e) => {
-                r.malformed += 1;
-                if r.first_errors.len() < crate::load::MAX_REPORTED_ERRORS {
-                    r.first_errors.push(format!("{}:{row}: {e}", head.schema.name));
-                }
-            }
+            Ok(Err(reason)) => r.add_drop(reason),
+            Err(e) => r.add_error(&e),
         }
     }
     p

@@ -13,7 +13,7 @@ use crate::stats::TableStats;
 use crate::table::{SavedMappings, TableSpec};
 use crate::view::{DensityGrid, density_grid};
 use crate::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Columns × rows of the price-vs-length density grid.
@@ -125,7 +125,11 @@ pub fn open_paths_mapped(
     let mut tables = Vec::new();
     for p in paths {
         if let Some((_, spec)) = mappings.iter().find(|(q, _)| q == p) {
-            mapping_notes.push(format!("{}: columns mapped as {}", file_label(p), spec.mapping.to_map_string()));
+            mapping_notes.push(format!(
+                "{}: columns mapped as {}",
+                crate::table::file_name(p),
+                spec.mapping.to_map_string()
+            ));
             tables.push((p.clone(), spec.clone()));
             raw.push(spec.clone().source(p));
         } else if is_items_file(p)? {
@@ -138,7 +142,7 @@ pub fn open_paths_mapped(
             let how = if was_saved { "with the mapping saved for its columns" } else { "by guess" };
             mapping_notes.push(format!(
                 "{}: columns mapped {how}: {} (check with `pricer inspect`)",
-                file_label(p),
+                crate::table::file_name(p),
                 spec.mapping.to_map_string()
             ));
             tables.push((p.clone(), spec.clone()));
@@ -161,10 +165,6 @@ pub fn open_paths_mapped(
     }
     table.shrink_to_fit();
     Ok(Opened { name, table, report, malformed_reports, mapping_notes, tables })
-}
-
-fn file_label(p: &Path) -> String {
-    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Opens files ([`open_paths`]) and derives the snapshot the app shows.
@@ -242,7 +242,7 @@ pub fn prepare_open(
                     Level::Info,
                     &format!(
                         "{}: read with the mapping saved for its columns (Map columns… on the Dataset tab changes it)",
-                        file_label(p)
+                        crate::table::file_name(p)
                     ),
                 );
                 mapped.push((p.clone(), spec.clone()));

@@ -189,13 +189,9 @@ fn read_parquet_items(
     errors: &mut Vec<LineError>,
     mut tick: impl FnMut(usize, usize, u64) -> Result<()>,
 ) -> Result<()> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::reader::FileReader;
     use rayon::prelude::*;
-    let perr = |e: parquet::errors::ParquetError| Error::Parquet { path: path.into(), message: e.to_string() };
-    let open = || -> Result<SerializedFileReader<std::fs::File>> {
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        SerializedFileReader::new(f).map_err(perr)
-    };
+    let open = || parquet_file(path);
     let reader = open()?;
     let meta = reader.metadata();
     let total_rows = meta.file_metadata().num_rows().max(0) as u64;
@@ -389,26 +385,35 @@ pub fn is_items_file(path: &Path) -> Result<bool> {
     let name = path.to_string_lossy().to_string();
     match InputFormat::from_name(&name) {
         InputFormat::Parquet => {
-            use parquet::file::reader::{FileReader, SerializedFileReader};
-            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let reader = SerializedFileReader::new(f)
-                .map_err(|e| Error::Parquet { path: path.into(), message: format!("not a Parquet file: {e}") })?;
-            let schema = reader.metadata().file_metadata().schema_descr_ptr();
+            use parquet::file::reader::FileReader;
+            let schema = parquet_file(path)?.metadata().file_metadata().schema_descr_ptr();
             Ok(schema.columns().iter().any(|c| c.name() == "prompt"))
         }
-        _ => {
-            use std::io::BufRead;
-            let reader = crate::load::open_text(path)?;
-            for line in reader.split(b'\n').take(50) {
-                let Ok(line) = line else { return Ok(false) };
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return Ok(serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&line)
-                    .map(|m| m.contains_key("prompt"))
-                    .unwrap_or(false));
-            }
-            Ok(false)
-        }
+        _ => Ok(first_line_keys(path)?.is_some_and(|keys| keys.iter().any(|k| k == "prompt"))),
     }
+}
+
+/// A Parquet file's reader, or an error saying the file is not Parquet.
+pub fn parquet_file(path: &Path) -> Result<parquet::file::reader::SerializedFileReader<std::fs::File>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    parquet::file::reader::SerializedFileReader::new(f)
+        .map_err(|e| Error::Parquet { path: path.into(), message: format!("not a Parquet file: {e}") })
+}
+
+/// The keys of the first non-blank line of a JSON-lines file (within its first 50 lines; a BOM
+/// skipped), in their order; `None` when that line is not a JSON object or there is none.
+pub fn first_line_keys(path: &Path) -> Result<Option<Vec<String>>> {
+    use std::io::BufRead;
+    let reader = crate::load::open_text(path)?;
+    for line in reader.split(b'\n').take(50) {
+        let Ok(line) = line else { return Ok(None) };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line = crate::mapping::strip_bom(&line);
+        return Ok(serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
+            .ok()
+            .map(|m| m.keys().cloned().collect()));
+    }
+    Ok(None)
 }

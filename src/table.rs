@@ -12,7 +12,6 @@
 //!   slices and Arrow IPC memory-mapped and sliced.
 
 use crate::load::{Chunk, LineError, PriceField, RawRecord, Source, SourceData};
-use crate::mapping::strip_bom;
 pub use crate::mapping::*;
 use crate::{Error, Result};
 use polars::prelude::*;
@@ -118,7 +117,8 @@ fn shorten(s: &str, n: usize) -> String {
     }
 }
 
-fn file_name(path: &Path) -> String {
+/// A path's file name for messages (the whole path when it has none).
+pub(crate) fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
@@ -198,7 +198,6 @@ enum BatchReader {
     Text(TextChunker),
     Frames {
         name: String,
-        kind: TableKind,
         path: PathBuf,
         columns: Option<Vec<String>>,
         total: usize,
@@ -212,12 +211,9 @@ enum BatchReader {
 
 /// The cumulative row counts at the end of each row group of a Parquet file.
 fn row_group_ends(path: &Path) -> Result<Vec<usize>> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = SerializedFileReader::new(f)
-        .map_err(|e| Error::Parquet { path: path.into(), message: format!("not a Parquet file: {e}") })?;
+    use parquet::file::reader::FileReader;
     let mut end = 0usize;
-    Ok(reader
+    Ok(crate::items_io::parquet_file(path)?
         .metadata()
         .row_groups()
         .iter()
@@ -255,7 +251,6 @@ impl BatchReader {
                 let ends = if max_rows >= SLICE_ROWS { row_group_ends(path)? } else { Vec::new() };
                 Self::Frames {
                     name,
-                    kind,
                     path: path.to_owned(),
                     columns,
                     total,
@@ -274,7 +269,6 @@ impl BatchReader {
                     .map_err(perr)?;
                 Self::Frames {
                     name,
-                    kind,
                     path: path.to_owned(),
                     columns,
                     total: frame.height(),
@@ -298,16 +292,16 @@ impl BatchReader {
     fn next_batch(&mut self) -> Result<Option<Batch>> {
         match self {
             Self::Text(t) => t.next_batch(),
-            Self::Frames { name, kind, path, columns, total, next, step, frame, ends } => {
+            Self::Frames { name, path, columns, total, next, step, frame, ends } => {
                 if *next >= *total {
                     return Ok(None);
                 }
                 let target = *next + *step;
                 let end = ends.iter().copied().find(|&e| e >= target).unwrap_or(*total);
                 let n = if ends.is_empty() { (*step).min(*total - *next) } else { end.min(*total) - *next };
-                let df = match (kind, frame) {
-                    (_, Some(f)) => f.slice(*next as i64, n),
-                    _ => {
+                let df = match frame {
+                    Some(f) => f.slice(*next as i64, n),
+                    None => {
                         let f = std::fs::File::open(&*path).map_err(|e| Error::io(&*path, e))?;
                         ParquetReader::new(f)
                             .with_columns(columns.clone())
@@ -371,10 +365,10 @@ impl TextChunker {
         }
         if kind == TableKind::Csv && dialect.has_header {
             loop {
-                let (ends, _) = c.record_ends(1);
+                let ends = c.record_ends(1);
                 if let Some(&end) = ends.first() {
                     c.header = c.pending.drain(..end).collect();
-                    c.line += 1 + c.header.iter().filter(|&&b| b == b'\n').count() as u64 - 1;
+                    c.line += c.header.iter().filter(|&&b| b == b'\n').count() as u64;
                     break;
                 }
                 if c.eof {
@@ -390,11 +384,11 @@ impl TextChunker {
 
     /// Reads until `pending` holds at least `want` bytes or the input ends.
     fn fill(&mut self, want: usize) -> Result<()> {
-        let mut buf = vec![0u8; 1 << 20];
         while !self.eof && self.pending.len() < want {
-            match self.input.read(&mut buf) {
+            let more = (want - self.pending.len()) as u64;
+            match (&mut self.input).take(more).read_to_end(&mut self.pending) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::InvalidInput(format!("{}: {e}", self.name))),
             }
@@ -402,9 +396,8 @@ impl TextChunker {
         Ok(())
     }
 
-    /// Ends (exclusive, after the newline) of up to `max` whole records in `pending`, and whether
-    /// the scan stopped inside quotes.
-    fn record_ends(&self, max: usize) -> (Vec<usize>, bool) {
+    /// Ends (exclusive, after the newline) of up to `max` whole records in `pending`.
+    fn record_ends(&self, max: usize) -> Vec<usize> {
         let quote = if self.kind == TableKind::Csv { self.dialect.quote } else { None };
         let buf = &self.pending;
         let mut ends = Vec::new();
@@ -426,12 +419,12 @@ impl TextChunker {
             }
             i = at + 1;
         }
-        (ends, in_quote)
+        ends
     }
 
     fn next_batch(&mut self) -> Result<Option<Batch>> {
         self.fill(self.chunk_bytes)?;
-        let (mut ends, _) = self.record_ends(self.max_rows);
+        let mut ends = self.record_ends(self.max_rows);
         if self.eof
             && !self.pending.is_empty()
             && ends.last().copied() != Some(self.pending.len())
@@ -444,7 +437,7 @@ impl TextChunker {
         while ends.is_empty() && !self.eof {
             // One record longer than a chunk: read on.
             self.fill(self.pending.len() + self.chunk_bytes)?;
-            (ends, _) = self.record_ends(self.max_rows);
+            ends = self.record_ends(self.max_rows);
         }
         if ends.is_empty() {
             if self.pending.is_empty() {
@@ -683,6 +676,19 @@ fn cell_lines(col: &Column, i: usize, out: &mut Vec<String>) {
 /// A row's number and its record, or why it has none.
 pub type MappedRow = (u64, std::result::Result<RawRecord, String>);
 
+/// Details written as JSON text, in Python `json.dumps` form: empty stays empty, anything but an
+/// object is an error for the row.
+fn details_from_text(text: &str) -> std::result::Result<String, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        Ok(String::new())
+    } else if t.starts_with('{') {
+        crate::pyjson::transcode(t).map_err(|e| format!("details: not a JSON object ({e})"))
+    } else {
+        Err(format!("details: not a JSON object: {}", shorten(t, 40)))
+    }
+}
+
 /// Maps a batch's rows to raw records; a price that is not a number becomes a column problem
 /// (the row then has no price), a details cell that is not a JSON object makes the row malformed.
 pub fn records(
@@ -740,37 +746,17 @@ pub fn records(
             // JSON lines: the object exactly as written (key order, repeated keys, numbers).
             match raw.value(i, key).map(serde_json::value::RawValue::get) {
                 None | Some("null") => Ok(String::new()),
-                Some(v) if v.starts_with('{') => {
-                    crate::pyjson::transcode(v).map_err(|e| format!("details: not a JSON object ({e})"))
-                }
                 Some(v) if v.starts_with('"') => match serde_json::from_str::<String>(v) {
-                    Ok(t) if t.trim().is_empty() => Ok(String::new()),
-                    Ok(t) if t.trim_start().starts_with('{') => {
-                        crate::pyjson::transcode(t.trim()).map_err(|e| format!("details: not a JSON object ({e})"))
-                    }
-                    Ok(t) => Err(format!("details: not a JSON object: {}", shorten(&t, 40))),
+                    Ok(t) => details_from_text(&t),
                     Err(e) => Err(format!("details: {e}")),
                 },
-                Some(v) => Err(format!("details: not a JSON object: {}", shorten(v, 40))),
+                Some(v) => details_from_text(v),
             }
         } else if let Some(c) = details_json {
             match c.get(i) {
                 Ok(AnyValue::Null) | Err(_) => Ok(String::new()),
                 Ok(v @ (AnyValue::Struct(..) | AnyValue::StructOwned(_))) => Ok(crate::pyjson::dumps(&any_to_json(&v))),
-                Ok(v) => {
-                    let t = match v {
-                        AnyValue::String(s) => s.to_owned(),
-                        other => other.str_value().into_owned(),
-                    };
-                    let t = t.trim();
-                    if t.is_empty() {
-                        Ok(String::new())
-                    } else if t.starts_with('{') {
-                        crate::pyjson::transcode(t).map_err(|e| format!("details: not a JSON object ({e})"))
-                    } else {
-                        Err(format!("details: not a JSON object: {}", shorten(t, 40)))
-                    }
-                }
+                Ok(v) => details_from_text(&v.str_value()),
             }
         } else if !details_cols.is_empty() {
             let mut map = serde_json::Map::new();
@@ -890,33 +876,15 @@ pub fn is_amazon_layout(path: &Path) -> Result<bool> {
     let names: Vec<String> = match kind {
         TableKind::Csv | TableKind::Arrow => return Ok(false),
         TableKind::Parquet => {
-            use parquet::file::reader::{FileReader, SerializedFileReader};
-            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let reader = SerializedFileReader::new(f)
-                .map_err(|e| Error::Parquet { path: path.into(), message: format!("not a Parquet file: {e}") })?;
-            let schema = reader.metadata().file_metadata().schema_descr_ptr();
+            use parquet::file::reader::FileReader;
+            let schema = crate::items_io::parquet_file(path)?.metadata().file_metadata().schema_descr_ptr();
             schema.root_schema().get_fields().iter().map(|f| f.name().to_owned()).collect()
         }
-        TableKind::JsonLines => {
-            use std::io::BufRead;
-            let reader = crate::load::open_text(path)?;
-            let mut keys = Vec::new();
-            for line in reader.split(b'\n').take(50) {
-                let Ok(line) = line else { break };
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                if let Ok(m) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(strip_bom(&line)) {
-                    keys = m.keys().cloned().collect();
-                }
-                break;
-            }
-            if keys.is_empty() {
-                // Not JSON objects: the raw reader reports its lines as malformed.
-                return Ok(true);
-            }
-            keys
-        }
+        // Not JSON objects: the raw reader reports its lines as malformed.
+        TableKind::JsonLines => match crate::items_io::first_line_keys(path)? {
+            Some(keys) if !keys.is_empty() => keys,
+            _ => return Ok(true),
+        },
     };
     let has = |k: &str| names.iter().any(|n| n == k);
     Ok(has("prompt") || (has("title") && (has("main_category") || has("parent_asin"))))
