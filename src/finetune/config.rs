@@ -142,6 +142,10 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// `cpu`, `cuda` or `auto`.
     pub device: String,
+    /// Dtype of the frozen base weights and activations: `auto` (f32 on the CPU, bf16 on a GPU
+    /// of compute capability ≥ 8.0, f16 below), `f32`, `bf16` or `f16`. Adapters, the
+    /// optimizer and the loss stay f32 whatever this is.
+    pub base_dtype: String,
 }
 
 impl Default for TrainConfig {
@@ -171,6 +175,7 @@ impl Default for TrainConfig {
             save_every: 50,
             log_every: 50,
             device: "cpu".into(),
+            base_dtype: "auto".into(),
         }
     }
 }
@@ -251,6 +256,9 @@ impl TrainConfig {
         if !matches!(self.device.as_str(), "cpu" | "cuda" | "auto") {
             p.push("device must be cpu, cuda or auto".into());
         }
+        if !matches!(self.base_dtype.as_str(), "auto" | "f32" | "bf16" | "f16") {
+            p.push("base_dtype must be auto, f32, bf16 or f16".into());
+        }
         p
     }
 
@@ -282,19 +290,28 @@ impl TrainConfig {
     }
 }
 
-/// A peak-memory estimate in bytes for training `cfg` on a model: f32 base weights, adapters with
+/// A peak-memory estimate in bytes for training `cfg` on a model: the base weights, adapters with
 /// AdamW state and gradients, and the activations kept for the backward pass.
 ///
-/// On the CPU (the hand-written step, [`super::fast`]) that is exactly what each layer saves: the
-/// residual stream and its two norms, q/k/v, attention probabilities, the attention output, gate
-/// and up (and the MLP activation when `down_proj` has an adapter), each adapter's dropout mask (a
-/// byte per input) and its `[tokens, r]` product. On SmolLM2-135M at batch 4 × 182 this gives 1.57
-/// GiB against 1.53 GiB of peak RSS measured by `finetune_bench`. Elsewhere (candle's autograd) the
-/// graph holds far more; that formula was calibrated on the same run through autograd (4.5 GiB
-/// estimated, 4.1–4.96 GiB measured).
+/// On the CPU in f32 (the hand-written step, [`super::fast`]) that is exactly what each layer
+/// saves: the residual stream and its two norms, q/k/v, attention probabilities, the attention
+/// output, gate and up (and the MLP activation when `down_proj` has an adapter), each adapter's
+/// dropout mask (a byte per input) and its `[tokens, r]` product. On SmolLM2-135M at batch 4 ×
+/// 182 this gives 1.57 GiB against 1.53 GiB of peak RSS measured by `finetune_bench`. Elsewhere
+/// (candle's autograd) the graph holds far more; that formula was calibrated on the same run
+/// through autograd in f32 (4.5 GiB estimated, 4.1–4.96 GiB measured). In bf16/f16 (the GPU
+/// default) the same elements are counted at 2 bytes and the base at 2 bytes per parameter; that
+/// scaling is not yet calibrated against a measured GPU peak (issue 13's device check measures it).
 /// `seq_len` is the sequence length the run will use (the resolved `auto`).
 pub fn memory_estimate(model: &super::arch::LlamaConfig, cfg: &TrainConfig, seq_len: usize) -> u64 {
-    let base = model.n_params() as u64 * 4;
+    let on_gpu = cfg.device == "cuda" || (cfg.device == "auto" && super::model::cuda_available());
+    let bytes: u64 = match cfg.base_dtype.as_str() {
+        "f32" => 4,
+        "bf16" | "f16" => 2,
+        _ if on_gpu => 2,
+        _ => 4,
+    };
+    let base = model.n_params() as u64 * bytes;
     let lora = cfg.lora.n_params(model) as u64 * 4 * 5;
     let (b, t) = (cfg.batch_size as u64, seq_len as u64);
     let n = b * t;
@@ -313,15 +330,18 @@ pub fn memory_estimate(model: &super::arch::LlamaConfig, cfg: &TrainConfig, seq_
         .sum();
     let act = if targets.contains(&super::lora::Target::Down) { n * i } else { 0 };
     let saved = (n * (4 * h + q + 2 * kv + q + 2 * i) + act + b * heads * t * t) * 4 + adapters;
-    let hand_written = cfg.device == "cpu" || (cfg.device == "auto" && !super::model::cuda_available());
+    let hand_written = !on_gpu && bytes == 4;
     let per_layer = if hand_written {
         saved
     } else {
         // Autograd's graph: norms, q/k/v/o, rotated q/k, expanded k/v, scores and probabilities,
-        // MLP, residuals and dropout masks as f32, ×2.6 for gradients and copies.
-        n * (8 * h + 6 * kv + 4 * i + 2 * heads * t + targets.len() as u64 * h) * 4 * 26 / 10
+        // MLP, residuals and dropout masks, ×2.6 for gradients and copies.
+        n * (8 * h + 6 * kv + 4 * i + 2 * heads * t + targets.len() as u64 * h) * bytes * 26 / 10
     };
-    base + lora + per_layer * model.num_hidden_layers as u64 + 256 * 1024 * 1024
+    // The logits of the LM objective's price tokens are f32 whatever the base dtype; the CUDA
+    // context and candle's kernels take a few hundred MiB of device memory.
+    let overhead: u64 = if on_gpu { 512 << 20 } else { 256 << 20 };
+    base + lora + per_layer * model.num_hidden_layers as u64 + overhead
 }
 
 /// The default run folder name for now (`run-YYYYMMDD-HHMMSS`, UTC).
@@ -372,8 +392,18 @@ mod tests {
         let double = TrainConfig { batch_size: 8, ..TrainConfig::default() };
         let est8 = gib(memory_estimate(&smollm2(), &double, 182));
         assert!(est8 > est + 0.6, "batch 8: {est8:.2} GiB vs batch 4: {est:.2} GiB");
-        let autograd = TrainConfig { device: "cuda".into(), ..TrainConfig::default() };
-        assert!(gib(memory_estimate(&smollm2(), &autograd, 182)) > est * 1.8);
+        let autograd = TrainConfig { device: "cuda".into(), base_dtype: "f32".into(), ..TrainConfig::default() };
+        let autograd = gib(memory_estimate(&smollm2(), &autograd, 182));
+        assert!(autograd > est * 1.8);
+        // bf16 (the GPU default) halves the base and the activations.
+        let bf16 = TrainConfig { device: "cuda".into(), ..TrainConfig::default() };
+        let bf16 = gib(memory_estimate(&smollm2(), &bf16, 182));
+        assert!(bf16 < autograd * 0.6 && bf16 > autograd * 0.4, "bf16 {bf16:.2} vs f32 {autograd:.2} GiB");
+        let bf16_8 = TrainConfig { device: "cuda".into(), batch_size: 8, ..TrainConfig::default() };
+        assert!(gib(memory_estimate(&smollm2(), &bf16_8, 182)) > bf16 * 1.5);
+        // CPU in bf16 goes through autograd too.
+        let cpu_bf16 = TrainConfig { base_dtype: "bf16".into(), ..TrainConfig::default() };
+        assert!(gib(memory_estimate(&smollm2(), &cpu_bf16, 182)) > est);
     }
 }
 

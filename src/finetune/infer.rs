@@ -278,7 +278,8 @@ impl Backend for Candle<'_> {
                 let t = Tensor::from_slice(ids, (1, ids.len()), &self.model.device)?;
                 let h = self.model.hidden(&t, self.lora, None, Some(&mut cache))?;
                 let last = h.narrow(1, ids.len() - 1, 1).and_then(|x| x.squeeze(1))?;
-                let normed = self.model.final_norm(&last)?.squeeze(0)?.to_vec1::<f32>()?;
+                let normed =
+                    self.model.final_norm(&last)?.squeeze(0)?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
                 Ok((normed, cache))
             })
             .collect()

@@ -143,18 +143,30 @@ impl Lora {
         let x = match dropout_seed {
             Some(seed) if self.cfg.dropout > 0.0 => {
                 let p = self.cfg.dropout;
-                let keep = 1.0 / (1.0 - p) as f32;
-                let mut kept = vec![0u8; input.elem_count()];
-                dropout_mask(seed, layer, target, p, 0, &mut kept);
-                let mask: Vec<f32> = kept.iter().map(|&k| if k != 0 { keep } else { 0.0 }).collect();
-                let mask = Tensor::from_vec(mask, input.shape(), input.device())?;
+                let keep = 1.0 / (1.0 - p);
+                let mask = if input.device().is_cpu() {
+                    // The hand-written step's mask (same draws), so both CPU paths agree.
+                    let mut kept = vec![0u8; input.elem_count()];
+                    dropout_mask(seed, layer, target, p, 0, &mut kept);
+                    let mask: Vec<f32> = kept.iter().map(|&k| if k != 0 { keep as f32 } else { 0.0 }).collect();
+                    Tensor::from_vec(mask, input.shape(), input.device())?.to_dtype(input.dtype())?
+                } else {
+                    // Drawn on the device (its generator seeded per micro-batch by the trainer):
+                    // no host work or copy per module.
+                    let u = Tensor::rand(0f32, 1f32, input.shape(), input.device())?;
+                    (u.ge(p)?.to_dtype(input.dtype())? * keep)?
+                };
                 (input * mask)?
             }
             _ => input.clone(),
         };
+        // Mixed precision as autocast does it: the f32 adapters are cast to the base's dtype for
+        // the matmuls; their gradients flow back through the cast into the f32 variables.
+        let dtype = input.dtype();
+        let (a, b) = (a.as_tensor().to_dtype(dtype)?, b.as_tensor().to_dtype(dtype)?);
         let scale = self.cfg.alpha / self.cfg.r as f64;
-        let low = x.broadcast_matmul(&a.as_tensor().t()?)?;
-        let up = low.broadcast_matmul(&b.as_tensor().t()?)?;
+        let low = x.broadcast_matmul(&a.t()?)?;
+        let up = low.broadcast_matmul(&b.t()?)?;
         (base_out + (up * scale)?).map_err(Error::from)
     }
 

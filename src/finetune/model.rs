@@ -1,7 +1,11 @@
 //! Llama-architecture causal LMs (Llama 3.x, SmolLM2, Qwen2 with its q/k/v biases): loading from a
-//! GGUF file (dequantized to f32, Q/K rows put back in Hugging Face order), a Hugging Face folder
+//! GGUF file (dequantized, Q/K rows put back in Hugging Face order), a Hugging Face folder
 //! (`config.json`, `*.safetensors`, `tokenizer.json`) or a Hub repo id; the forward pass with
 //! optional LoRA adapters for training, and a KV-cached pass for prediction.
+//!
+//! The frozen weights are f32 on the CPU (the hand-written kernels' type) and bf16 on a GPU (f16
+//! where bf16 is missing), see [`base_dtype`]. Loading reads one tensor at a time and converts it
+//! on its device, so an 8B model never has an f32 (or any whole) copy in host memory.
 
 pub use super::arch::LlamaConfig;
 use super::arch::Target;
@@ -54,6 +58,38 @@ pub struct Model {
     pub source: String,
     /// The device it lives on.
     pub device: Device,
+    /// Rotary tables and causal masks reused across forward passes (no host-to-device copy per
+    /// pass once a length has been seen).
+    caches: ForwardCaches,
+}
+
+/// `(tq, tk, offset)` of a causal mask.
+type MaskKey = (usize, usize, usize);
+
+/// Per-model tables a forward pass needs, kept on the model's device in its dtype.
+#[derive(Default)]
+struct ForwardCaches {
+    /// `(positions, cos, sin)` for positions `0..positions`, `[positions, head_dim / 2]`.
+    rope: std::sync::Mutex<Option<(usize, Tensor, Tensor)>>,
+    /// The last causal mask, by `(tq, tk, offset)`.
+    mask: std::sync::Mutex<Option<(MaskKey, Tensor)>>,
+}
+
+/// The dtype of the frozen base weights for a `base_dtype` setting on `device`: `f32`, `bf16`,
+/// `f16`, or `auto` — f32 on the CPU, bf16 on a GPU (f16 when the build targets a GPU older than
+/// compute capability 8.0, which has no bf16).
+pub fn base_dtype(setting: &str, device: &Device) -> Result<DType> {
+    match setting {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        "auto" | "" if device.is_cpu() => Ok(DType::F32),
+        "auto" | "" => {
+            let cap = option_env!("CUDA_COMPUTE_CAP").and_then(|c| c.trim().parse::<u32>().ok()).unwrap_or(90);
+            Ok(if cap < 80 { DType::F16 } else { DType::BF16 })
+        }
+        other => Err(Error::Model(format!("unknown base_dtype {other} (auto, f32, bf16, f16)"))),
+    }
 }
 
 /// Key/value cache of one prediction (cloning is cheap: tensors are shared, appends make new ones).
@@ -133,22 +169,57 @@ pub fn cuda_available() -> bool {
 }
 
 impl Model {
-    /// Loads from a resolved source.
+    /// Loads from a resolved source with f32 weights.
     pub fn load(source: &ModelSource, device: &Device, hub: &crate::hub::HubOptions) -> Result<Self> {
+        Self::load_as(source, device, DType::F32, hub)
+    }
+
+    /// Loads from a resolved source with weights of `dtype` on `device`.
+    pub fn load_as(source: &ModelSource, device: &Device, dtype: DType, hub: &crate::hub::HubOptions) -> Result<Self> {
         match source {
-            ModelSource::Gguf(p) => Self::from_gguf(p, device),
-            ModelSource::HfDir(p) => Self::from_hf_dir(p, device),
+            ModelSource::Gguf(p) => Self::from_gguf_as(p, device, dtype),
+            ModelSource::HfDir(p) => Self::from_hf_dir_as(p, device, dtype),
             ModelSource::Hub(id) => {
                 let dir = download_model(id, hub, &crate::jobs::JobCtx::default())?;
-                let mut m = Self::from_hf_dir(&dir, device)?;
+                let mut m = Self::from_hf_dir_as(&dir, device, dtype)?;
                 m.source = format!("hub:{id}");
                 Ok(m)
             }
         }
     }
 
+    /// The dtype of the frozen weights.
+    pub fn dtype(&self) -> DType {
+        self.embed.dtype()
+    }
+
+    /// The same model with its frozen weights converted to `dtype` (tests and benchmarks).
+    pub fn to_dtype(mut self, dtype: DType) -> Result<Self> {
+        let c = |t: &Tensor| t.to_dtype(dtype).map_err(Error::from);
+        let tied = self.cfg.tie_word_embeddings;
+        self.embed = c(&self.embed)?;
+        for l in &mut self.layers {
+            l.attn_norm = c(&l.attn_norm)?;
+            l.mlp_norm = c(&l.mlp_norm)?;
+            for p in &mut l.proj {
+                p.w = c(&p.w)?;
+                p.b = p.b.as_ref().map(c).transpose()?;
+            }
+        }
+        self.norm = c(&self.norm)?;
+        self.lm_head = if tied { self.embed.clone() } else { c(&self.lm_head)? };
+        self.caches = ForwardCaches::default();
+        Ok(self)
+    }
+
     /// Loads a GGUF file, dequantizing every tensor to f32.
     pub fn from_gguf(path: &Path, device: &Device) -> Result<Self> {
+        Self::from_gguf_as(path, device, DType::F32)
+    }
+
+    /// Loads a GGUF file: each tensor is dequantized on the CPU, moved to `device` and converted
+    /// to `dtype` there before the next one is read.
+    pub fn from_gguf_as(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
         use candle_core::quantized::gguf_file;
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = std::io::BufReader::new(&mut f);
@@ -161,7 +232,8 @@ impl Model {
             let q = content.tensor(reader, name, &Device::Cpu)?;
             q.dequantize(&Device::Cpu).map_err(Error::from)
         };
-        let embed = tensor("token_embd.weight", &mut reader)?;
+        let place = |t: Tensor| -> Result<Tensor> { t.to_device(device)?.to_dtype(dtype).map_err(Error::from) };
+        let embed = place(tensor("token_embd.weight", &mut reader)?)?;
         let hd = cfg.head_dim();
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -192,21 +264,17 @@ impl Model {
                         b = Some(unpermute(&bb.unsqueeze(1)?, nh, hd)?.squeeze(1)?);
                     }
                 }
-                proj.push(Proj { w: w.to_device(device)?, b: to_dev(b, device)? });
+                proj.push(Proj { w: place(w)?, b: b.map(place).transpose()? });
             }
             layers.push(Layer {
-                attn_norm: tensor(&format!("blk.{i}.attn_norm.weight"), &mut reader)?.to_device(device)?,
-                mlp_norm: tensor(&format!("blk.{i}.ffn_norm.weight"), &mut reader)?.to_device(device)?,
+                attn_norm: place(tensor(&format!("blk.{i}.attn_norm.weight"), &mut reader)?)?,
+                mlp_norm: place(tensor(&format!("blk.{i}.ffn_norm.weight"), &mut reader)?)?,
                 proj,
             });
         }
-        let norm = tensor("output_norm.weight", &mut reader)?.to_device(device)?;
-        let embed = embed.to_device(device)?;
-        let lm_head = if cfg.tie_word_embeddings {
-            embed.clone()
-        } else {
-            tensor("output.weight", &mut reader)?.to_device(device)?
-        };
+        let norm = place(tensor("output_norm.weight", &mut reader)?)?;
+        let lm_head =
+            if cfg.tie_word_embeddings { embed.clone() } else { place(tensor("output.weight", &mut reader)?)? };
         let beside = path.with_file_name("tokenizer.json");
         let tokenizer = if beside.is_file() {
             ModelTokenizer::from_file(&beside)?
@@ -222,11 +290,18 @@ impl Model {
             tokenizer,
             source: path.display().to_string(),
             device: device.clone(),
+            caches: ForwardCaches::default(),
         })
     }
 
-    /// Loads a Hugging Face model folder (single or sharded safetensors).
+    /// Loads a Hugging Face model folder (single or sharded safetensors) with f32 weights.
     pub fn from_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+        Self::from_hf_dir_as(dir, device, DType::F32)
+    }
+
+    /// Loads a Hugging Face model folder: each tensor is read from its file alone, moved to
+    /// `device` in the file's dtype and converted to `dtype` there.
+    pub fn from_hf_dir_as(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let cfg = LlamaConfig::from_hf_json(&text)?;
@@ -239,16 +314,12 @@ impl Model {
         if files.is_empty() {
             return Err(Error::Model(format!("{}: no *.safetensors files", dir.display())));
         }
-        let mut all: HashMap<String, Tensor> = HashMap::new();
-        for f in &files {
-            let t = candle_core::safetensors::load(f, &Device::Cpu)
-                .map_err(|e| Error::Model(format!("{}: {e}", f.display())))?;
-            all.extend(t);
-        }
+        let mut st = super::tensors::SafetensorsFiles::open(&files)?;
         let mut take = |name: &str| -> Result<Tensor> {
-            let t =
-                all.remove(name).ok_or_else(|| Error::Model(format!("{}: tensor {name} missing", dir.display())))?;
-            t.to_dtype(DType::F32).and_then(|t| t.to_device(device)).map_err(Error::from)
+            let t = st
+                .read(name, device)?
+                .ok_or_else(|| Error::Model(format!("{}: tensor {name} missing", dir.display())))?;
+            t.to_dtype(dtype).map_err(Error::from)
         };
         let embed = take("model.embed_tokens.weight")?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -282,6 +353,7 @@ impl Model {
             tokenizer,
             source: dir.display().to_string(),
             device: device.clone(),
+            caches: ForwardCaches::default(),
         })
     }
 
@@ -339,13 +411,48 @@ impl Model {
             layers.push(Layer { attn_norm: ones.clone(), mlp_norm: ones.clone(), proj });
         }
         let lm_head = if cfg.tie_word_embeddings { embed.clone() } else { rand_t((cfg.vocab_size, cfg.hidden_size))? };
-        Ok(Self { cfg, embed, layers, norm: ones, lm_head, tokenizer, source: "random".into(), device: device.clone() })
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm: ones,
+            lm_head,
+            tokenizer,
+            source: "random".into(),
+            device: device.clone(),
+            caches: ForwardCaches::default(),
+        })
     }
 
+    /// Rotary tables `[t, head_dim / 2]` for positions `offset..offset + t`, in the model's dtype
+    /// on its device (computed once for the longest length seen, then narrowed).
     fn rope_tables(&self, offset: usize, t: usize) -> Result<(Tensor, Tensor)> {
-        let half = self.cfg.head_dim() / 2;
-        let (cos, sin) = rope_tables(self.cfg.rope_theta, self.cfg.head_dim(), offset, t);
-        Ok((Tensor::from_vec(cos, (t, half), &self.device)?, Tensor::from_vec(sin, (t, half), &self.device)?))
+        let need = offset + t;
+        let mut cache = self.caches.rope.lock().map_err(|_| Error::Model("rope cache poisoned".into()))?;
+        if cache.as_ref().is_none_or(|(n, _, _)| *n < need) {
+            let n = need.next_power_of_two().max(256);
+            let half = self.cfg.head_dim() / 2;
+            let (cos, sin) = rope_tables(self.cfg.rope_theta, self.cfg.head_dim(), 0, n);
+            let dtype = self.dtype();
+            let cos = Tensor::from_vec(cos, (n, half), &self.device)?.to_dtype(dtype)?;
+            let sin = Tensor::from_vec(sin, (n, half), &self.device)?.to_dtype(dtype)?;
+            *cache = Some((n, cos, sin));
+        }
+        let (_, cos, sin) = cache.as_ref().expect("filled above");
+        Ok((cos.narrow(0, offset, t)?.contiguous()?, sin.narrow(0, offset, t)?.contiguous()?))
+    }
+
+    /// The additive causal mask of a `[tq, tk]` score block at `offset` (the last one is kept).
+    fn causal_mask(&self, tq: usize, tk: usize, offset: usize) -> Result<Tensor> {
+        let mut cache = self.caches.mask.lock().map_err(|_| Error::Model("mask cache poisoned".into()))?;
+        if let Some((key, m)) = cache.as_ref()
+            && *key == (tq, tk, offset)
+        {
+            return Ok(m.clone());
+        }
+        let m = ops::causal_mask(tq, tk, offset, self.dtype(), &self.device)?;
+        *cache = Some(((tq, tk, offset), m.clone()));
+        Ok(m)
     }
 
     /// The hidden states `[b, t, hidden]` after the last layer, before the final norm.
@@ -405,7 +512,11 @@ impl Model {
                 (k, v)
             };
             let scores = c(q.contiguous().and_then(|q| q.matmul(&k.t()?.contiguous()?)))?;
-            let probs = c(ops::causal_softmax(&scores, scale, offset))?;
+            let probs = if self.fast_kernels() {
+                c(ops::causal_softmax(&scores, scale, offset))?
+            } else {
+                c(ops::masked_softmax(&scores, scale, &self.causal_mask(t, tk, offset)?))?
+            };
             let attn = c(probs
                 .matmul(&v.contiguous()?)
                 .and_then(|a| a.transpose(1, 2))
@@ -430,9 +541,15 @@ impl Model {
         ops::rms_norm(rows, &self.norm, self.cfg.rms_norm_eps).map_err(Error::from)
     }
 
-    /// LM-head logits `[m, vocab]` of normed rows `[m, hidden]`.
+    /// LM-head logits `[m, vocab]` in f32 of normed rows `[m, hidden]` (of any dtype).
     pub fn logits(&self, normed: &Tensor) -> Result<Tensor> {
-        ops::frozen_linear(normed, &self.lm_head, None).map_err(Error::from)
+        let x = normed.to_dtype(self.dtype())?;
+        ops::frozen_linear(&x, &self.lm_head, None).and_then(|l| l.to_dtype(DType::F32)).map_err(Error::from)
+    }
+
+    /// Whether the forward pass runs the hand-written CPU f32 kernels.
+    fn fast_kernels(&self) -> bool {
+        self.device.is_cpu() && self.dtype() == DType::F32
     }
 
     /// Logits of the last position of `ids` (one sequence), for a plain forward pass.
@@ -532,10 +649,6 @@ pub fn peek_tokenizer(model: &str) -> Result<ModelTokenizer> {
             Err(Error::Model(format!("{id} is downloaded when the run starts; its tokenizer is known then")))
         }
     }
-}
-
-fn to_dev(t: Option<Tensor>, device: &Device) -> Result<Option<Tensor>> {
-    t.map(|t| t.to_device(device).map_err(Error::from)).transpose()
 }
 
 /// Inverse of llama.cpp's Q/K row permutation for `nh` heads of size `hd`.

@@ -13,7 +13,7 @@ use super::run::{self, MetricRow, RunState, RunStatus, TrainerState, files};
 use super::tokenize::{Example, encode_prompt};
 use crate::jobs::{JobCtx, Level, Progress};
 use crate::{Error, Result};
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::io::Write;
@@ -138,8 +138,14 @@ impl Trainer {
         let device = super::model::pick_device(&cfg.device)?;
         let mut log = run::open_log(&run_dir)?;
         let source = super::model::ModelSource::parse(&cfg.model)?;
-        let _ = writeln!(log, "loading model {}", cfg.model);
-        let model = Model::load(&source, &device, &crate::hub::HubOptions::default())?;
+        let dtype = super::model::base_dtype(&cfg.base_dtype, &device)?;
+        let _ = writeln!(
+            log,
+            "loading model {} ({dtype:?} on {})",
+            cfg.model,
+            if device.is_cpu() { "cpu" } else { "cuda" }
+        );
+        let model = Model::load_as(&source, &device, dtype, &crate::hub::HubOptions::default())?;
         let mut train_pairs = read_pairs(&cfg.train, &mut log, ctx)?;
         let val_pairs = match &cfg.validation {
             Some(p) => read_pairs(p, &mut log, ctx)?,
@@ -327,7 +333,7 @@ impl Trainer {
                     batch.iter().enumerate().map(|(i, e)| (i * t + e.price_start - 1) as u32).collect();
                 let rows = Tensor::from_vec(rows, b, device)?;
                 let sel = flat.index_select(&rows, 0)?;
-                let pred = head.forward(&self.model.final_norm(&sel)?)?;
+                let pred = head.forward(&self.model.final_norm(&sel)?.to_dtype(DType::F32)?)?;
                 let target: Vec<f32> = batch.iter().map(|e| head.target(e.price) as f32).collect();
                 let target = Tensor::from_vec(target, b, device)?;
                 let loss = (pred - target).and_then(|d| d.sqr()).and_then(|d| d.mean_all())?;
@@ -365,6 +371,8 @@ impl Trainer {
         let mut sums: Vec<Option<Tensor>> = vec![None; vars.len()];
         let mut flat = self.hand_written.then(|| super::fast::zero_grads(&self.lora, self.head.as_ref()));
         let mut loss_sum = 0.0;
+        let mut device_loss: Option<Tensor> = None;
+        let mut device_norm: Option<Tensor> = None;
         let mut tokens = 0;
         for micro in 0..accum {
             let g = self.state.micro_batches + micro;
@@ -385,9 +393,19 @@ impl Trainer {
                 loss_sum += loss;
                 continue;
             }
+            if !self.model.device.is_cpu() {
+                // The device's generator draws the dropout masks: seeded per micro-batch so a
+                // resumed run draws what an unbroken one would.
+                self.model.device.set_seed(seed)?;
+            }
             let (loss, n_tok) = self.batch_loss(&batch, Some(seed))?;
             tokens += n_tok;
-            loss_sum += loss.to_scalar::<f32>()? as f64;
+            // Kept on the device: one read-out per step, not one per micro-batch.
+            let detached = loss.detach();
+            device_loss = Some(match device_loss.take() {
+                Some(acc) => (acc + detached)?,
+                None => detached,
+            });
             let scaled = (loss / accum as f64)?;
             let grads = scaled.backward()?;
             for (s, v) in sums.iter_mut().zip(&vars) {
@@ -399,32 +417,54 @@ impl Trainer {
                 }
             }
         }
-        let grads: Vec<Tensor> = match flat {
-            Some(flat) => flat
-                .into_iter()
-                .zip(&vars)
-                .map(|(g, v)| Tensor::from_vec(g, v.shape(), v.device()).map_err(Error::from))
-                .collect::<Result<_>>()?,
-            None => sums
-                .into_iter()
-                .zip(&vars)
-                .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like().map_err(Error::from), Ok))
-                .collect::<Result<_>>()?,
-        };
-        let mut sq = 0f64;
-        for g in &grads {
-            sq += g.sqr().and_then(|s| s.sum_all()).and_then(|s| s.to_scalar::<f32>())? as f64;
-        }
-        let norm = sq.sqrt();
-        let clip = (self.cfg.max_grad_norm / (norm + 1e-6)).min(1.0);
-        let grads: Vec<Tensor> = if clip < 1.0 {
-            grads.iter().map(|g| (g * clip).map_err(Error::from)).collect::<Result<_>>()?
-        } else {
-            grads
+        let (grads, norm) = match flat {
+            Some(flat) => {
+                let grads: Vec<Tensor> = flat
+                    .into_iter()
+                    .zip(&vars)
+                    .map(|(g, v)| Tensor::from_vec(g, v.shape(), v.device()).map_err(Error::from))
+                    .collect::<Result<_>>()?;
+                let mut sq = 0f64;
+                for g in &grads {
+                    sq += g.sqr().and_then(|s| s.sum_all()).and_then(|s| s.to_scalar::<f32>())? as f64;
+                }
+                let norm = sq.sqrt();
+                let clip = (self.cfg.max_grad_norm / (norm + 1e-6)).min(1.0);
+                let grads = if clip < 1.0 {
+                    grads.iter().map(|g| (g * clip).map_err(Error::from)).collect::<Result<_>>()?
+                } else {
+                    grads
+                };
+                (grads, Some(norm))
+            }
+            None => {
+                let grads: Vec<Tensor> = sums
+                    .into_iter()
+                    .zip(&vars)
+                    .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like().map_err(Error::from), Ok))
+                    .collect::<Result<_>>()?;
+                // Norm and clip factor computed on the device (no read-out between backward
+                // and the update); a factor of exactly 1 leaves the gradients as they are.
+                let sq: Vec<Tensor> = grads.iter().map(|g| g.sqr()?.sum_all()).collect::<candle_core::Result<_>>()?;
+                let norm_t = Tensor::stack(&sq, 0)?.sum_all()?.sqrt()?;
+                let clip = ((norm_t.clone() + 1e-6)?.recip()? * self.cfg.max_grad_norm)?.minimum(1.0)?;
+                let grads = grads.iter().map(|g| g.broadcast_mul(&clip).map_err(Error::from)).collect::<Result<_>>()?;
+                device_norm = Some(norm_t);
+                (grads, None)
+            }
         };
         let lr = self.cfg.lr_at(self.state.step, self.state.total_steps);
         let var_refs: Vec<&Var> = vars.iter().collect();
         self.opt.step(&var_refs, &grads, lr, self.cfg.weight_decay)?;
+        let norm = match (norm, device_loss, device_norm) {
+            (Some(norm), _, _) => norm,
+            (None, Some(l), Some(n)) => {
+                let both = Tensor::stack(&[l.to_dtype(DType::F32)?, n.to_dtype(DType::F32)?], 0)?.to_vec1::<f32>()?;
+                loss_sum = both[0] as f64;
+                both[1] as f64
+            }
+            _ => return Err(Error::Model("no loss was computed for this step".into())),
+        };
         self.state.micro_batches += accum;
         self.state.step += 1;
         self.state.tokens_seen += tokens as u64;

@@ -8,6 +8,7 @@ mod compare_tab;
 mod curation;
 mod export;
 mod finetune;
+mod gpu;
 #[cfg(feature = "gui")]
 mod gui;
 mod hub;
