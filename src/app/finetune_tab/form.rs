@@ -97,7 +97,14 @@ impl FinetuneTab {
                     .and_then(|l| l.result.as_ref()?.as_ref().ok()?.iter().copied().max())
                     .unwrap_or(256);
                 let mem = memory_estimate(cfg, &form, form.max_seq_len.resolve(longest)) as f64 / (1u64 << 30) as f64;
-                ui.label(format!("estimated peak memory ~ {mem:.1} GiB (f32 base, activations of one micro-batch)"));
+                let on_gpu =
+                    form.device == "cuda" || (form.device == "auto" && crate::finetune::model::cuda_available());
+                let base = match form.base_dtype.as_str() {
+                    "auto" if on_gpu => "bf16",
+                    "auto" => "f32",
+                    other => other,
+                };
+                ui.label(format!("estimated peak memory ~ {mem:.1} GiB ({base} base, activations of one micro-batch)"));
             }
             Some(Err((e, missing))) => {
                 ui.colored_label(Color32::from_rgb(230, 120, 60), e.as_str());
@@ -218,6 +225,23 @@ impl FinetuneTab {
                     }
                 })
                 .response
+                .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("base weights");
+            egui::ComboBox::from_id_salt("base_dtype")
+                .selected_text(self.form.base_dtype.clone())
+                .show_ui(ui, |ui| {
+                    for (v, what) in [
+                        ("auto", "auto: f32 on the CPU, bf16 on a GPU"),
+                        ("f32", "f32"),
+                        ("bf16", "bf16 (half the memory; the CPU then trains through autograd, slower)"),
+                        ("f16", "f16 (GPUs without bf16)"),
+                    ] {
+                        ui.selectable_value(&mut self.form.base_dtype, v.to_owned(), what);
+                    }
+                })
+                .response
+                .on_hover_text("dtype of the frozen base; adapters, optimizer and loss stay f32")
                 .labelled_by(label.id);
             ui.end_row();
             ui.label("runs folder");
