@@ -237,6 +237,29 @@ enum Command {
         #[arg(long, value_parser = parse_decode)]
         decode: Option<pricer::finetune::Decode>,
     },
+    /// Hand a run to axolotl (multi-GPU/multi-node LoRA and QLoRA): writes DIR/axolotl.yaml, the
+    /// items as input_output JSON lines (loss only on the price), sky.yaml and train.sbatch.
+    ExportRun {
+        /// Run configuration (TOML, as for `pricer train`).
+        config: PathBuf,
+        /// Target trainer (axolotl).
+        #[arg(long, default_value = "axolotl")]
+        to: String,
+        /// Output folder.
+        dir: PathBuf,
+        /// The base model as axolotl loads it (Hub id or folder); default: from the run's model.
+        #[arg(long)]
+        base_model: Option<String>,
+        /// Load the base in 4 bits (QLoRA).
+        #[arg(long)]
+        qlora: bool,
+        /// GPUs for the launch files (SkyPilot's form: A100:1, H100:8).
+        #[arg(long, default_value = "A100:1")]
+        gpus: String,
+        /// tokenizer.json to cut descriptions with, when the run's model does not give one.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+    },
     /// Evaluate a run's checkpoint on test items with the Tester: report line, per-item CSV.
     Eval {
         /// The run folder.
@@ -728,6 +751,26 @@ fn run(cli: Cli) -> Result<()> {
                 &on_start,
             )?;
             print_out(&format!("{outcome:?} at step {step}"));
+        }
+        Command::ExportRun { config, to, dir, base_model, qlora, gpus, tokenizer } => {
+            if to != "axolotl" {
+                bail!("--to {to}: only axolotl is supported");
+            }
+            let cfg = pricer::finetune::TrainConfig::load(&config)?;
+            let opts = pricer::finetune::axolotl::ExportOptions { base_model, qlora, gpus, tokenizer };
+            let r = pricer::finetune::axolotl::export(&cfg, &dir, &opts, &stderr_progress())?;
+            for f in &r.files {
+                print_out(&f.display().to_string());
+            }
+            eprintln!(
+                "{} training and {} validation items for {} (sequence_len {}, {} descriptions shortened); run: cd {} && axolotl train axolotl.yaml",
+                r.train,
+                r.val,
+                r.base_model,
+                r.sequence_len,
+                r.shortened,
+                dir.display()
+            );
         }
         Command::Predict { model, checkpoint, prompt, items, size, max_seq_len, decode } => {
             use pricer::finetune::{Model, ModelSource, Predictor};

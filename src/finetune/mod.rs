@@ -4,6 +4,7 @@
 
 pub mod adamw;
 pub mod arch;
+pub mod axolotl;
 pub mod config;
 pub mod decode;
 pub mod fast;

@@ -32,6 +32,37 @@ fn read_pairs(path: &Path, log: &mut impl Write, ctx: &JobCtx) -> Result<Vec<(St
     Ok(opened.table.iter().map(|r| (r.prompt.to_owned(), r.price)).collect())
 }
 
+/// An item as training sees it: `(prompt, price)`.
+pub type Pair = (String, f64);
+
+/// A run's training and validation items as `(prompt, price)` pairs: the validation file's, or
+/// `val_items` (at most a fifth) held out of the training file by a draw from the run's seed;
+/// then at most `max_train_items` training items. The trainer and `pricer export-run` both take
+/// their items from here, so an exported run trains and validates on the same items.
+pub fn run_items(cfg: &TrainConfig, log: &mut impl Write, ctx: &JobCtx) -> Result<(Vec<Pair>, Vec<Pair>)> {
+    let mut train_pairs = read_pairs(&cfg.train, log, ctx)?;
+    let val_pairs = match &cfg.validation {
+        Some(p) => read_pairs(p, log, ctx)?,
+        None => {
+            let mut order: Vec<usize> = (0..train_pairs.len()).collect();
+            order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x005E_ED0F_7E57));
+            let n_val = cfg.val_items.min(train_pairs.len() / 5);
+            let mut held: Vec<usize> = order[..n_val].to_vec();
+            held.sort_unstable();
+            let mut val = vec![];
+            for &i in held.iter().rev() {
+                val.push(train_pairs.remove(i));
+            }
+            val.reverse();
+            val
+        }
+    };
+    if let Some(n) = cfg.max_train_items {
+        train_pairs.truncate(n);
+    }
+    Ok((train_pairs, val_pairs))
+}
+
 /// Token counts of a training file's prompts in a model's tokenizer, for the form's preview of
 /// what a sequence length would shorten (the model's weights are not loaded).
 pub fn train_prompt_lengths(train: &Path, model: &str, ctx: &JobCtx) -> Result<Vec<usize>> {
@@ -146,26 +177,7 @@ impl Trainer {
             if device.is_cpu() { "cpu" } else { "cuda" }
         );
         let model = Model::load_as(&source, &device, dtype, &crate::hub::HubOptions::default())?;
-        let mut train_pairs = read_pairs(&cfg.train, &mut log, ctx)?;
-        let val_pairs = match &cfg.validation {
-            Some(p) => read_pairs(p, &mut log, ctx)?,
-            None => {
-                let mut order: Vec<usize> = (0..train_pairs.len()).collect();
-                order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x005E_ED0F_7E57));
-                let n_val = cfg.val_items.min(train_pairs.len() / 5);
-                let mut held: Vec<usize> = order[..n_val].to_vec();
-                held.sort_unstable();
-                let mut val = vec![];
-                for &i in held.iter().rev() {
-                    val.push(train_pairs.remove(i));
-                }
-                val.reverse();
-                val
-            }
-        };
-        if let Some(n) = cfg.max_train_items {
-            train_pairs.truncate(n);
-        }
+        let (train_pairs, val_pairs) = run_items(&cfg, &mut log, ctx)?;
         let mut truncated = 0;
         // `auto`: encode at the limit, then the longest training prompt is the length.
         let cap = cfg.max_seq_len.cap();

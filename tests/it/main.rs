@@ -7,6 +7,7 @@ mod compare;
 mod compare_tab;
 mod curation;
 mod export;
+mod export_run;
 mod finetune;
 mod gpu;
 #[cfg(feature = "gui")]
