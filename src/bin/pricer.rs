@@ -260,6 +260,23 @@ enum Command {
         #[arg(long)]
         tokenizer: Option<PathBuf>,
     },
+    /// Import a Hugging Face Trainer / axolotl output folder (trainer_state.json, PEFT
+    /// checkpoints) as a run folder: its curves in the Fine-tune tab, its adapters evaluated
+    /// with `pricer eval`.
+    ImportRun {
+        /// The trainer's output folder.
+        dir: PathBuf,
+        /// Folder of run folders.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// Run folder name (default imported-<folder name>).
+        #[arg(long)]
+        name: Option<String>,
+        /// The base model (a .gguf, a model folder or a Hub id) when the adapter's
+        /// base_model_name_or_path is not loadable here.
+        #[arg(long)]
+        model: Option<String>,
+    },
     /// Evaluate a run's checkpoint on test items with the Tester: report line, per-item CSV.
     Eval {
         /// The run folder.
@@ -751,6 +768,19 @@ fn run(cli: Cli) -> Result<()> {
                 &on_start,
             )?;
             print_out(&format!("{outcome:?} at step {step}"));
+        }
+        Command::ImportRun { dir, runs, name, model } => {
+            let opts = pricer::finetune::import::ImportOptions { runs_dir: runs, name, model };
+            let r = pricer::finetune::import::import_run(&dir, &opts)?;
+            print_out(&r.dir.display().to_string());
+            eprintln!(
+                "{} train and {} validation rows, checkpoints {:?}, base model {}; evaluate with: pricer eval --run {} --test ITEMS",
+                r.train_rows,
+                r.val_rows,
+                r.checkpoints,
+                r.model,
+                r.dir.display()
+            );
         }
         Command::ExportRun { config, to, dir, base_model, qlora, gpus, tokenizer } => {
             if to != "axolotl" {

@@ -122,7 +122,12 @@ impl LlamaConfig {
             num_key_value_heads: num("num_key_value_heads").unwrap_or(heads),
             vocab_size: need("vocab_size")?,
             rms_norm_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-5),
-            rope_theta: v.get("rope_theta").and_then(|x| x.as_f64()).unwrap_or(10_000.0),
+            // transformers 5 writes it inside `rope_parameters`, earlier versions at the top.
+            rope_theta: v
+                .get("rope_theta")
+                .or_else(|| v.get("rope_parameters").and_then(|r| r.get("rope_theta")))
+                .and_then(|x| x.as_f64())
+                .unwrap_or(10_000.0),
             tie_word_embeddings: v.get("tie_word_embeddings").and_then(|x| x.as_bool()).unwrap_or(false),
             attention_bias: v.get("attention_bias").and_then(|x| x.as_bool()).unwrap_or(model_type == "qwen2"),
             model_type,

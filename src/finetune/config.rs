@@ -146,6 +146,10 @@ pub struct TrainConfig {
     /// of compute capability ≥ 8.0, f16 below), `f32`, `bf16` or `f16`. Adapters, the
     /// optimizer and the loss stay f32 whatever this is.
     pub base_dtype: String,
+    /// Where an imported run came from (`pricer import-run`: the trainer and its output folder);
+    /// such a run is read-only (no resume), its checkpoints are evaluated like ours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -176,6 +180,7 @@ impl Default for TrainConfig {
             log_every: 50,
             device: "cpu".into(),
             base_dtype: "auto".into(),
+            imported_from: None,
         }
     }
 }

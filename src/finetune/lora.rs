@@ -217,6 +217,7 @@ impl Lora {
         let cfg_path = dir.join("adapter_config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model(format!("{e}")))?;
+        peft_options_supported(&v).map_err(|what| Error::Model(format!("{}: {what}", cfg_path.display())))?;
         let targets: Vec<String> = v["target_modules"]
             .as_array()
             .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
@@ -252,9 +253,60 @@ impl Lora {
     }
 }
 
+/// Whether an `adapter_config.json` asks only for what [`Lora`] computes (plain LoRA: `B·A·x·α/r`
+/// on whole projections of every layer); otherwise what it asks for, so that an adapter is never
+/// silently evaluated as something it is not.
+fn peft_options_supported(v: &serde_json::Value) -> std::result::Result<(), String> {
+    let set = |k: &str| match &v[k] {
+        serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+        serde_json::Value::Object(m) => !m.is_empty(),
+        serde_json::Value::Array(a) => !a.is_empty(),
+        serde_json::Value::String(s) => !s.is_empty(),
+        _ => true,
+    };
+    if let Some(t) = v["peft_type"].as_str().filter(|t| *t != "LORA") {
+        return Err(format!("peft_type {t} is not supported (LORA only)"));
+    }
+    if v["target_modules"].is_string() {
+        return Err("target_modules as a pattern is not supported: give the module names (q_proj, …)".into());
+    }
+    for k in ["use_rslora", "use_dora", "rank_pattern", "alpha_pattern", "layers_to_transform", "modules_to_save"] {
+        if set(k) {
+            return Err(format!("{k} = {} is not supported (plain LoRA only)", v[k]));
+        }
+    }
+    if let Some(b) = v["bias"].as_str().filter(|b| *b != "none") {
+        return Err(format!("bias = {b:?} is not supported (\"none\" only)"));
+    }
+    if v["fan_in_fan_out"].as_bool() == Some(true) {
+        return Err("fan_in_fan_out = true is not supported".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adapter_options_this_engine_cannot_compute_are_refused_by_name() {
+        let plain = serde_json::json!({"peft_type": "LORA", "r": 8, "use_rslora": false, "rank_pattern": {},
+            "layers_to_transform": null, "bias": "none", "target_modules": ["q_proj"]});
+        assert_eq!(peft_options_supported(&plain), Ok(()));
+        for (k, v) in [
+            ("use_dora", serde_json::json!(true)),
+            ("use_rslora", serde_json::json!(true)),
+            ("rank_pattern", serde_json::json!({"q_proj": 4})),
+            ("modules_to_save", serde_json::json!(["lm_head"])),
+            ("target_modules", serde_json::json!(".*proj")),
+            ("bias", serde_json::json!("all")),
+        ] {
+            let mut c = plain.clone();
+            c[k] = v;
+            let err = peft_options_supported(&c).unwrap_err();
+            assert!(err.contains(k), "{k}: {err}");
+        }
+    }
 
     #[test]
     fn dropout_masks_drop_p_of_the_inputs_and_depend_only_on_the_element() {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod fast;
 pub mod head;
+pub mod import;
 pub mod infer;
 pub mod lora;
 pub mod model;

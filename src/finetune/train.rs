@@ -157,6 +157,12 @@ impl Trainer {
     /// [`Trainer::resume`] with log lines and progress sent to `ctx`.
     pub fn resume_with(run_dir: &Path, max_steps: Option<usize>, ctx: &JobCtx) -> Result<Self> {
         let mut cfg = run::read_config(run_dir)?;
+        if let Some(from) = &cfg.imported_from {
+            return Err(Error::InvalidInput(format!(
+                "{} was imported ({from}): it can be evaluated and compared, not resumed here",
+                run_dir.display()
+            )));
+        }
         if max_steps.is_some() {
             cfg.max_steps = max_steps;
         }

@@ -604,3 +604,30 @@ fn a_shop_table_opens_the_mapping_dialog_whose_preview_follows_the_mapping() {
     assert!(h.state().log.entries.iter().any(|e| e.text.contains("with the mapping saved for its columns")));
     h.get_by_label("Map columns…");
 }
+
+#[test]
+fn an_imported_trainer_run_shows_in_the_runs_list_with_its_curves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
+    app.settings.tab = Tab::Finetune;
+    app.tabs.finetune.form.runs_dir = tmp.path().join("runs");
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Import run…");
+    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_trainer_run/output");
+    h.state_mut().tabs.finetune.queue(pricer::app::finetune_tab::Command::Import(src));
+    h.step();
+    settle(&mut h);
+    wait_for(&mut h, "the imported run", 30, |a| a.tabs.finetune.runs.len() == 1);
+    let ft = &h.state().tabs.finetune;
+    let run = &ft.runs[0];
+    assert_eq!(run.name, "imported-output");
+    assert_eq!(ft.selected, Some(0));
+    assert!(ft.shown.contains(&run.dir));
+    assert_eq!(run.metrics.iter().filter(|m| m.train_loss.is_some()).count(), 8);
+    h.get_by_label("imported (finished)");
+    let log: Vec<&str> = h.state().log.entries.iter().map(|e| e.text.as_str()).collect();
+    assert!(log.iter().any(|l| l.contains("imported") && l.contains("checkpoints [4, 8]")), "{log:?}");
+    // No Resume for it.
+    assert!(h.query_by_label("Resume").is_none());
+}

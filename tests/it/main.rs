@@ -13,6 +13,7 @@ mod gpu;
 #[cfg(feature = "gui")]
 mod gui;
 mod hub;
+mod import_run;
 mod layers;
 mod loading;
 mod pricers;

@@ -49,6 +49,10 @@ pub enum Command {
     },
     /// Read the runs folder again.
     Rescan,
+    /// Ask for a trainer's output folder to import.
+    BrowseImport,
+    /// Import a Hugging Face Trainer / axolotl output folder as a run (a job).
+    Import(PathBuf),
 }
 
 /// Token counts of the training prompts in the model's tokenizer, for the form's preview of what
@@ -101,6 +105,8 @@ pub struct FinetuneTab {
     /// Prompt token counts for the form (see [`PromptLengths`]).
     pub lengths: Option<PromptLengths>,
     last_scan: Option<Instant>,
+    /// The folder dialog of *Import run…* while it is open.
+    picked_import: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
 }
 
 impl Default for FinetuneTab {
@@ -122,6 +128,7 @@ impl Default for FinetuneTab {
             model_info: None,
             lengths: None,
             last_scan: None,
+            picked_import: None,
         }
     }
 }
@@ -132,6 +139,14 @@ impl TabView for FinetuneTab {
     }
 
     fn logic(&mut self, ctx: &mut TabCtx<'_>) {
+        if let Some(rx) = &self.picked_import
+            && let Ok(picked) = rx.try_recv()
+        {
+            self.picked_import = None;
+            if let Some(dir) = picked {
+                self.commands.push(Command::Import(dir));
+            }
+        }
         for command in std::mem::take(&mut self.commands) {
             self.run(command, ctx);
         }
@@ -206,6 +221,28 @@ impl TabView for FinetuneTab {
             }
             Err(other) => other,
         };
+        let output = match output.downcast::<crate::finetune::import::Imported>() {
+            Ok(imported) => {
+                ctx.log(
+                    Level::Info,
+                    format!(
+                        "imported {} ({} train and {} validation rows, checkpoints {:?}, base model {})",
+                        imported.dir.display(),
+                        imported.train_rows,
+                        imported.val_rows,
+                        imported.checkpoints,
+                        imported.model
+                    ),
+                );
+                self.scan(true);
+                if let Some(i) = self.runs.iter().position(|r| r.dir == imported.dir) {
+                    self.selected = Some(i);
+                    self.shown.insert(imported.dir.clone());
+                }
+                return;
+            }
+            Err(other) => other,
+        };
         let Ok(eval) = output.downcast::<Evaluation>() else { return };
         ctx.log(Level::Info, format!("{} ({} items, {secs:.1}s)", eval.line, eval.metrics.n));
         self.scan(true);
@@ -273,6 +310,24 @@ impl FinetuneTab {
                 });
             }
             Command::Rescan => self.scan(true),
+            Command::BrowseImport => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let wake = ctx.wake.clone();
+                let _ = std::thread::Builder::new().name("folder dialog".into()).spawn(move || {
+                    let dialog =
+                        rfd::FileDialog::new().set_title("Import a Hugging Face Trainer / axolotl output folder");
+                    let _ = tx.send(dialog.pick_folder());
+                    wake();
+                });
+                self.picked_import = Some(rx);
+            }
+            Command::Import(src) => {
+                let opts = crate::finetune::import::ImportOptions {
+                    runs_dir: self.form.runs_dir.clone(),
+                    ..Default::default()
+                };
+                ctx.start_job("import run", move |_| Ok(crate::finetune::import::import_run(&src, &opts)?));
+            }
         }
     }
 

@@ -18,6 +18,16 @@ impl FinetuneTab {
             if ui.small_button("Rescan").on_hover_text("Read the runs folder again").clicked() {
                 self.queue(Command::Rescan);
             }
+            if ui
+                .small_button("Import run…")
+                .on_hover_text(
+                    "A Hugging Face Trainer or axolotl output folder (trainer_state.json, PEFT checkpoints): \
+                     its curves beside these runs, its checkpoints evaluated here",
+                )
+                .clicked()
+            {
+                self.queue(Command::BrowseImport);
+            }
         });
         if self.runs.is_empty() {
             ui.label("No runs yet. Fill in the form and launch one.");
@@ -47,7 +57,10 @@ impl FinetuneTab {
                 let is_running = running_dir.as_deref() == Some(r.dir.as_path());
                 let state =
                     if is_running && r.state() == RunState::Interrupted { RunState::Running } else { r.state() };
-                ui.label(state.name());
+                match r.config.as_ref().and_then(|c| c.imported_from.as_deref()) {
+                    Some(from) => ui.label(format!("imported ({})", state.name())).on_hover_text(from),
+                    None => ui.label(state.name()),
+                };
                 ui.label(r.status.as_ref().map_or("—".into(), |s| format!("{}/{}", s.step, s.total_steps)));
                 ui.label(r.last_train_loss().map_or("—".into(), |l| format!("{l:.4}")));
                 ui.label(r.last_val_loss().map_or("—".into(), |l| format!("{l:.4}")));
