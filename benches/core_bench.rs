@@ -5,9 +5,11 @@
 //!   (`tools/reference_curate.py`, one process per core; target: ours ≥ 6× faster);
 //! - memory of the curated table for 2.8M items (target ≤ 2 bytes per byte of prompt text);
 //! - one balancing pass over 2.8M items (target ≤ 50 ms);
-//! - a 100-bin histogram of 2.8M prices (target ≤ 5 ms).
+//! - a 100-bin histogram of 2.8M prices (target ≤ 5 ms);
+//! - reading a curated-items Parquet file of 1.37M items written by `items_io::write_items`
+//!   (target ≤ 1 s).
 //!
-//! `cargo bench --bench core_bench -- [stages] [curation] [memory] [balance] [histogram]` (all by default;
+//! `cargo bench --bench core_bench -- [stages] [curation] [memory] [balance] [histogram] [parquet]` (all by default;
 //! `--lines N` sets the raw lines of the curation run). Prints one result line per measurement.
 
 // The app's allocator, so the numbers are the app's.
@@ -315,6 +317,39 @@ fn bench_histogram(table: &ItemTable) {
     );
 }
 
+/// Reads a Parquet file of `n` curated items (written once by `write_items`) `runs` times: the
+/// time of each read, their median, and the process's peak RSS.
+fn bench_parquet_read(n: usize, runs: usize) {
+    // PRICER_BENCH_PARQUET reads a given file instead (e.g. one written by an earlier version).
+    let path = std::env::var_os("PRICER_BENCH_PARQUET")
+        .map_or_else(|| std::env::temp_dir().join(format!("pricer-bench-items-{n}.parquet")), std::path::PathBuf::from);
+    if !path.exists() {
+        let table = big_table(n);
+        let t0 = Instant::now();
+        pricer::items_io::write_items(&table, &path).expect("write parquet");
+        println!("parquet   wrote {n} items to {} in {:.1}s", path.display(), t0.elapsed().as_secs_f64());
+    }
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let (table, errors) = pricer::items_io::read_items(&path).expect("read parquet");
+        times.push(t0.elapsed());
+        assert_eq!((table.len(), errors.len()), (n, 0));
+        drop(table);
+    }
+    let each: Vec<String> = times.iter().map(|t| format!("{:.2}", t.as_secs_f64())).collect();
+    // The first read of a process is what opening a file in the app costs (all its memory fresh).
+    println!(
+        "parquet   read {n} items ({:.0} MB file) first {:.2}s, then {:.2}s median of {runs} [{}] (target <= 1.0) | peak RSS {:.0} MB",
+        size as f64 / 1e6,
+        times[0].as_secs_f64(),
+        median(times).as_secs_f64(),
+        each.join(", "),
+        proc_status_kib("VmHWM:") as f64 * 1024.0 / 1e6,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let lines = args.iter().position(|a| a == "--lines").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(200_000);
@@ -336,5 +371,8 @@ fn main() {
         if wants("histogram") {
             bench_histogram(&table);
         }
+    }
+    if wants("parquet") {
+        bench_parquet_read(1_370_000, 5);
     }
 }

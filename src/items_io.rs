@@ -18,8 +18,7 @@ pub fn write_items(table: &ItemTable, path: &Path) -> Result<()> {
         let n = table.len();
         let titles: Vec<&str> = (0..n).map(|i| table.get(i).title).collect();
         let cats: Vec<&str> = (0..n).map(|i| table.get(i).category).collect();
-        let details_owned: Vec<String> = (0..n).map(|i| table.get(i).details()).collect();
-        let details: Vec<&str> = details_owned.iter().map(String::as_str).collect();
+        let details: Vec<&str> = (0..n).map(|i| table.get(i).details()).collect();
         let prompts: Vec<&str> = (0..n).map(|i| table.get(i).prompt).collect();
         let counts: Vec<f64> = table.token_counts().iter().map(|&c| f64::from(c)).collect();
         write_parquet(
@@ -82,7 +81,7 @@ pub(crate) fn write_parquet(path: &Path, str_cols: &[(&str, Column<'_>)], f64_co
             .build()
             .map_err(|e| Error::Parquet { path: path.into(), message: e.to_string() })?,
     );
-    let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+    let props = Arc::new(WriterProperties::builder().set_compression(Compression::LZ4_RAW).build());
     write_atomic(path, |w| {
         let pq = |e: parquet::errors::ParquetError| std::io::Error::other(e.to_string());
         let mut writer = SerializedFileWriter::new(w, schema, props).map_err(pq)?;
@@ -178,11 +177,16 @@ pub fn read_items_with(path: &Path, ctx: &JobCtx) -> Result<(ItemTable, Vec<Line
     Ok((table, errors))
 }
 
-/// The columns of a curated-items Parquet file, read column by column, row groups in parallel
-/// (a batch of as many as there are threads at a time, joined in file order). Strings are
-/// `BYTE_ARRAY` (required or optional), `price` a `DOUBLE` or `FLOAT`, `token_count` an `INT32`,
-/// `INT64` or `DOUBLE`; other columns, nested ones and columns of another type are ignored. A row
-/// without a price or a prompt is reported with its row number.
+/// The columns of a curated-items Parquet file, read column by column. Row groups are decoded
+/// by worker threads (one per core, each with its own file handle: clones of one `File` would
+/// share its offset) while this thread appends the decoded ones to `table` in file order, so the
+/// copy into the table overlaps the decoding of the next row groups; at most a few row groups are
+/// decoded ahead of the one being appended, which bounds the memory held besides the table.
+/// Strings are `BYTE_ARRAY` (required or optional), `price` a `DOUBLE` or `FLOAT`,
+/// `token_count` an `INT32`, `INT64` or `DOUBLE`; other columns, nested ones and columns of
+/// another type are ignored. A row without a price or a prompt is reported with its row number.
+/// `tick(rows done, items, total rows)` is called before each row group is appended; its error
+/// (Cancel) stops the workers and is returned.
 fn read_parquet_items(
     path: &Path,
     table: &mut ItemTable,
@@ -190,14 +194,15 @@ fn read_parquet_items(
     mut tick: impl FnMut(usize, usize, u64) -> Result<()>,
 ) -> Result<()> {
     use parquet::file::reader::FileReader;
-    use rayon::prelude::*;
-    let open = || parquet_file(path);
-    let reader = open()?;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Condvar, Mutex, mpsc};
+    let reader = parquet_file(path)?;
     let meta = reader.metadata();
     let total_rows = meta.file_metadata().num_rows().max(0) as u64;
-    let mut first_rows = Vec::with_capacity(meta.num_row_groups());
+    let n_groups = meta.num_row_groups();
+    let mut first_rows = Vec::with_capacity(n_groups);
     let mut rows = 0usize;
-    for g in 0..meta.num_row_groups() {
+    for g in 0..n_groups {
         first_rows.push(rows);
         rows += meta.row_group(g).num_rows().max(0) as usize;
     }
@@ -207,7 +212,7 @@ fn read_parquet_items(
         (0..schema.num_columns())
             .filter(|&i| schema.column(i).path().parts() == [name.to_string()])
             .map(|i| {
-                (0..meta.num_row_groups())
+                (0..n_groups)
                     .map(|g| {
                         let c = meta.row_group(g).column(i);
                         (c.uncompressed_size().max(0) as usize).saturating_sub(4 * c.num_values().max(0) as usize)
@@ -218,28 +223,85 @@ fn read_parquet_items(
     };
     let prompt_bytes = column_bytes("prompt").max(column_bytes("text"));
     table.reserve(rows, column_bytes("title"), column_bytes("details"), prompt_bytes);
-    let batch = rayon::current_num_threads().max(1);
-    for groups in (0..meta.num_row_groups()).collect::<Vec<_>>().chunks(batch) {
-        tick(first_rows[groups[0]], table.len(), total_rows)?;
-        // Each task its own file handle: clones of one `File` would share its offset.
-        let parts: Vec<Result<(ItemTable, Vec<LineError>)>> =
-            groups.par_iter().map(|&g| read_parquet_row_group(&open()?, g, first_rows[g], path)).collect();
-        for part in parts {
-            let (part, part_errors) = part?;
-            table.extend_from(&part);
-            errors.extend(part_errors);
-        }
+    if n_groups == 0 {
+        return Ok(());
     }
-    Ok(())
+    let workers = rayon::current_num_threads().clamp(1, n_groups);
+    let ahead = workers + 1;
+    // The next row group to decode and the number appended so far (a worker waits while it
+    // would run more than `ahead` row groups past the appended ones).
+    let claims = Mutex::new((0usize, 0usize));
+    let appended = Condvar::new();
+    let stop = AtomicBool::new(false);
+    type Part = Result<(ItemTable, Vec<LineError>)>;
+    let (tx, rx) = mpsc::sync_channel::<(usize, Part)>(ahead);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (claims, appended, stop, first_rows) = (&claims, &appended, &stop, &first_rows);
+            s.spawn(move || {
+                loop {
+                    let g = {
+                        let mut c = claims.lock().unwrap_or_else(|p| p.into_inner());
+                        loop {
+                            if stop.load(Ordering::Relaxed) || c.0 >= n_groups {
+                                return;
+                            }
+                            if c.0 < c.1 + ahead {
+                                c.0 += 1;
+                                break c.0 - 1;
+                            }
+                            c = appended.wait(c).unwrap_or_else(|p| p.into_inner());
+                        }
+                    };
+                    let mut part = ItemTable::new();
+                    let part = parquet_file(path)
+                        .and_then(|r| read_parquet_row_group(&r, g, first_rows[g], path, &mut part))
+                        .map(|errors| (part, errors));
+                    if tx.send((g, part)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Appends the parts in file order; dropping `rx` on the way out wakes blocked senders.
+        let mut append_all = |rx: mpsc::Receiver<(usize, Part)>| -> Result<()> {
+            let mut pending = std::collections::BTreeMap::new();
+            for (g, &first_row) in first_rows.iter().enumerate() {
+                tick(first_row, table.len(), total_rows)?;
+                while !pending.contains_key(&g) {
+                    let Ok((k, part)) = rx.recv() else { break };
+                    pending.insert(k, part);
+                }
+                let (part, part_errors) = pending.remove(&g).ok_or_else(|| Error::Parquet {
+                    path: path.into(),
+                    message: format!("row group {g} was not read"),
+                })??;
+                table.extend_from(&part);
+                errors.extend(part_errors);
+                drop(part);
+                claims.lock().unwrap_or_else(|p| p.into_inner()).1 = g + 1;
+                appended.notify_all();
+            }
+            Ok(())
+        };
+        let result = append_all(rx);
+        stop.store(true, Ordering::Relaxed);
+        appended.notify_all();
+        result
+    })
 }
 
-/// One row group of [`read_parquet_items`]: its items and bad rows (numbered from `first_row`).
+/// One row group of [`read_parquet_items`]: its items appended to `table`, and its bad rows
+/// (numbered from `first_row`).
 fn read_parquet_row_group(
     reader: &parquet::file::reader::SerializedFileReader<std::fs::File>,
     g: usize,
     first_row: usize,
     path: &Path,
-) -> Result<(ItemTable, Vec<LineError>)> {
+    table: &mut ItemTable,
+) -> Result<Vec<LineError>> {
     use parquet::column::reader::ColumnReader;
     use parquet::data_type::ByteArray;
     use parquet::file::reader::FileReader;
@@ -291,7 +353,7 @@ fn read_parquet_row_group(
         col.as_ref()?.get(r)?.as_ref().and_then(|b| std::str::from_utf8(b.data()).ok())
     }
     let number = |col: &Option<Vec<Option<f64>>>, r: usize| col.as_ref().and_then(|c| c.get(r).copied().flatten());
-    let (mut table, mut errors) = (ItemTable::new(), Vec::new());
+    let mut errors = Vec::new();
     let bytes = |col: &Option<Vec<Option<ByteArray>>>| {
         col.as_ref().map_or(0, |c| c.iter().map(|b| b.as_ref().map_or(0, |b| b.len())).sum::<usize>())
     };
@@ -314,7 +376,7 @@ fn read_parquet_row_group(
             number(&counts, r).map_or(0, |c| c as u32),
         );
     }
-    Ok((table, errors))
+    Ok(errors)
 }
 
 /// The `n` records of a flat column, one per row: its value, `None` where the definition level

@@ -55,7 +55,7 @@ pub fn is_top_brand(details: &Value) -> bool {
 
 /// The four features of an item, `None` where missing.
 pub fn raw_features(item: &ItemRef<'_>) -> [Option<f64>; 4] {
-    let details: Value = serde_json::from_str(&item.details()).unwrap_or(Value::Null);
+    let details: Value = serde_json::from_str(item.details()).unwrap_or(Value::Null);
     [
         weight_pounds(&details),
         mean_rank(&details),
