@@ -186,6 +186,11 @@ impl FinetuneTab {
                     }
                 },
             );
+            let logged = |r: &RunSnapshot| r.metrics.iter().any(|m| m.tokens_per_s.is_some());
+            if !self.runs.iter().filter(|r| self.shown.contains(&r.dir)).any(logged) {
+                cols[1].weak("tokens/s: not in this run's log (an imported trainer's log has none)");
+                return;
+            }
             Plot::new("tps_plot").height(120.0).x_axis_label("step").y_axis_label("tokens/s").show(
                 &mut cols[1],
                 |plot| {
@@ -284,8 +289,11 @@ fn live_stats_ui(ui: &mut Ui, r: &RunSnapshot) {
         }
         ui.separator();
         ui.label(format!("lr {:.2e}", last.lr.unwrap_or(0.0)));
-        ui.separator();
-        ui.label(format!("{tps:.0} tokens/s"));
+        // An imported trainer's log has no throughput.
+        if !recent.is_empty() {
+            ui.separator();
+            ui.label(format!("{tps:.0} tokens/s"));
+        }
         ui.separator();
         ui.label(format!("elapsed {}", hms(last.elapsed_s)));
         if r.state() == RunState::Running && last.step < total {
