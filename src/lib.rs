@@ -21,6 +21,7 @@ pub mod load;
 pub mod mapping;
 pub mod pricers;
 pub mod pyjson;
+pub mod remote;
 pub mod sampling;
 pub mod stats;
 pub mod table;

@@ -277,6 +277,12 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Train on another machine over SSH (OpenSSH, with your keys and ~/.ssh/config; never a
+    /// password): launch there, follow, stop, resume, pull checkpoints.
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
+    },
     /// Evaluate a run's checkpoint on test items with the Tester: report line, per-item CSV.
     Eval {
         /// The run folder.
@@ -398,6 +404,99 @@ enum Command {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum RemoteCmd {
+    /// Copy the run's data and model there (only files it lacks, by SHA-256), start `pricer
+    /// train` there detached, and make the local mirror folder RUNS_DIR/NAME (prints it).
+    Launch {
+        /// The run's config (as for `pricer train --config`).
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        host: HostArgs,
+        /// Then follow it (as `pricer remote pull --follow`).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Bring a remote run's metrics, log and status into its mirror folder (appended bytes only).
+    Pull {
+        /// The local mirror folder.
+        run: PathBuf,
+        /// Keep pulling every --every seconds until the run stops, finishes or fails; an
+        /// unreachable host is retried.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long, default_value_t = 5.0)]
+        every: f64,
+        /// Also copy the checkpoints the mirror lacks.
+        #[arg(long)]
+        checkpoints: bool,
+    },
+    /// Ask the remote trainer to stop at its next step (it saves a checkpoint).
+    Stop {
+        /// The local mirror folder.
+        run: PathBuf,
+    },
+    /// Resume the remote run there from its last checkpoint.
+    Resume {
+        /// The local mirror folder.
+        run: PathBuf,
+        /// Change the number of optimizer steps.
+        #[arg(long)]
+        max_steps: Option<usize>,
+    },
+}
+
+#[derive(clap::Args)]
+struct HostArgs {
+    /// `user@host`, `host` or an ~/.ssh/config alias.
+    #[arg(long)]
+    host: String,
+    #[arg(long)]
+    port: Option<u16>,
+    /// A private key file (else ssh's own choice: agent, config).
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// Extra `-o NAME=VALUE` for ssh (repeatable).
+    #[arg(long = "ssh-option")]
+    ssh_options: Vec<String>,
+    /// The work folder there.
+    #[arg(long, default_value = "pricer-work")]
+    work_dir: String,
+    /// The pricer binary there (e.g. one built with --features cuda).
+    #[arg(long, default_value = "pricer")]
+    remote_pricer: String,
+}
+
+/// Pulls a remote run until it ends; unreachable spells are reported once and retried.
+fn follow_remote(run: &std::path::Path, every: f64) -> Result<()> {
+    use pricer::finetune::run::{RunState, read_status};
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        match pricer::remote::pull_run(run) {
+            Ok(_) => {
+                if let Some(t) = unreachable_since.take() {
+                    eprintln!("reachable again after {:.0}s", t.elapsed().as_secs_f64());
+                }
+                if let Some(s) = read_status(run) {
+                    eprintln!("{:?} step {}/{} {}", s.state, s.step, s.total_steps, s.message);
+                    if matches!(s.state, RunState::Stopped | RunState::Finished | RunState::Failed) {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(e) if pricer::remote::is_unreachable(&e) => {
+                if unreachable_since.is_none() {
+                    eprintln!("unreachable: {e} (retrying)");
+                    unreachable_since = Some(Instant::now());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        std::thread::sleep(std::time::Duration::from_secs_f64(every.max(0.2)));
+    }
 }
 
 fn main() {
@@ -769,6 +868,60 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             print_out(&format!("{outcome:?} at step {step}"));
         }
+        Command::Remote { cmd } => match cmd {
+            RemoteCmd::Launch { config, host, follow } => {
+                let cfg = pricer::finetune::TrainConfig::load(&config)?;
+                let host = pricer::remote::Host {
+                    name: host.host.clone(),
+                    destination: host.host,
+                    port: host.port,
+                    identity: host.identity,
+                    options: host.ssh_options,
+                    work_dir: host.work_dir,
+                    pricer: host.remote_pricer,
+                };
+                match host.pricer_version()? {
+                    Some(v) if v == env!("CARGO_PKG_VERSION") => {}
+                    Some(v) => eprintln!("note: pricer {v} there, {} here", env!("CARGO_PKG_VERSION")),
+                    None => bail!(
+                        "{}: no `{}` there: install it (same OS/arch: copy this binary) or give --remote-pricer PATH",
+                        host.name,
+                        host.pricer
+                    ),
+                }
+                let l = pricer::remote::launch(&host, &cfg)?;
+                eprintln!(
+                    "launched on {} (pid {} there): {} files sent ({} bytes), {} already there",
+                    host.name,
+                    l.pid,
+                    l.push.sent.len(),
+                    l.push.bytes,
+                    l.push.skipped.len()
+                );
+                print_out(&l.local.display().to_string());
+                if follow {
+                    follow_remote(&l.local, 5.0)?;
+                }
+            }
+            RemoteCmd::Pull { run, follow, every, checkpoints } => {
+                if follow {
+                    follow_remote(&run, every)?;
+                } else {
+                    let p = pricer::remote::pull_run(&run)?;
+                    eprintln!("{} metrics bytes, {} log bytes", p.appended[0], p.appended[1]);
+                }
+                if checkpoints {
+                    for c in pricer::remote::pull_checkpoints(&run)? {
+                        print_out(&c);
+                    }
+                }
+            }
+            RemoteCmd::Stop { run } => pricer::remote::stop(&run)?,
+            RemoteCmd::Resume { run, max_steps } => {
+                let pid = pricer::remote::resume(&run, max_steps)?;
+                eprintln!("resumed there (pid {pid})");
+            }
+        },
         Command::ImportRun { dir, runs, name, model } => {
             let opts = pricer::finetune::import::ImportOptions { runs_dir: runs, name, model };
             let r = pricer::finetune::import::import_run(&dir, &opts)?;

@@ -40,6 +40,8 @@ pub mod files {
     pub const CHECKPOINTS: &str = "checkpoints";
     /// Written last inside a checkpoint.
     pub const STATE: &str = "trainer_state.json";
+    /// In the local mirror of a run on another machine (`crate::remote`): the host and folder.
+    pub const REMOTE: &str = "remote.json";
 }
 
 /// Where a run stands.
@@ -469,9 +471,14 @@ impl RunSnapshot {
         }
     }
 
-    /// The state, `interrupted` when the status says running but its process is gone.
+    /// The state, `interrupted` when the status says running but its process is gone (not
+    /// judged for a run on another machine, whose process id is not one of this machine's).
     pub fn state(&self) -> RunState {
-        self.status.as_ref().map_or(RunState::New, RunStatus::effective_state)
+        match &self.status {
+            None => RunState::New,
+            Some(s) if self.dir.join(files::REMOTE).exists() => s.state,
+            Some(s) => s.effective_state(),
+        }
     }
 
     /// The last training loss.

@@ -17,6 +17,7 @@ mod import_run;
 mod layers;
 mod loading;
 mod pricers;
+mod remote;
 mod runs;
 mod sampling;
 #[cfg(feature = "gui")]

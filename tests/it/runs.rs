@@ -97,6 +97,10 @@ fn the_snapshot_reader_reads_every_state_and_ignores_torn_checkpoints() {
         assert_eq!(snap.log_tail.last().map(String::as_str), Some("line 20"));
         assert_eq!(snap.config.as_ref().and_then(|c| c.name.clone()).as_deref(), Some(*name));
     }
+    // The mirror of a run on another machine: its process id is not this machine's, so a
+    // running status is taken as it is.
+    std::fs::write(found[4].join(files::REMOTE), "{}").unwrap();
+    assert_eq!(RunSnapshot::read(&found[4]).state(), RunState::Running);
     // The status file keeps the words it always had.
     let text = std::fs::read_to_string(found[1].join(files::STATUS)).unwrap();
     assert!(text.contains("\"state\": \"stopped\""), "{text}");
