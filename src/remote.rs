@@ -181,6 +181,16 @@ impl Host {
         self.run(&script, Some(from)).map(|_| ())
     }
 
+    /// Copies the `pricer` binary at `local` (same OS and architecture as the host's) to
+    /// `bin/pricer` in the work folder and makes it executable; returns its path there, for
+    /// [`Host::pricer`].
+    pub fn install_pricer(&self, local: &Path) -> Result<String> {
+        let mut f = std::fs::File::open(local).map_err(|e| Error::io(local, e))?;
+        self.put("bin/pricer", &mut f)?;
+        let out = self.run(&format!("cd {} && chmod +x bin/pricer && pwd", sh_quote(&self.work_dir)), None)?;
+        Ok(format!("{}/bin/pricer", String::from_utf8_lossy(&out).trim()))
+    }
+
     /// Starts `pricer ARGS` in the work folder, detached: its own session, no terminal, standard
     /// input from /dev/null, output to `log` (relative to the work folder). Returns its PID there.
     pub fn spawn_detached(&self, args: &[String], log: &str) -> Result<u32> {

@@ -63,6 +63,8 @@ pub struct FinetuneSettings {
     pub runs_dir: Option<PathBuf>,
     /// Test items last used to evaluate a checkpoint.
     pub eval_test_file: String,
+    /// Machines to train on over SSH, the last used first (no secrets: ssh holds the keys).
+    pub hosts: Vec<crate::remote::Host>,
 }
 
 impl Default for Settings {

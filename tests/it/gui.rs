@@ -631,3 +631,64 @@ fn an_imported_trainer_run_shows_in_the_runs_list_with_its_curves() {
     // No Resume for it.
     assert!(h.query_by_label("Resume").is_none());
 }
+
+/// *Launch on host* against an sshd on loopback: the run appears in the runs list and follows
+/// the remote trainer to its end ("finished on HOST"), *Pull checkpoints* brings them here; a
+/// remote run whose host does not answer shows "unreachable since …" and Stop says why it failed.
+#[test]
+fn a_run_launched_on_a_host_is_followed_in_the_runs_list() {
+    use pricer::finetune::run::{self, RunState, RunStatus, files};
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((host, _sshd, _)) = crate::remote::loopback_host(tmp.path()) else { return };
+    let model = crate::finetune::tiny_model_dir(tmp.path());
+    let Some(train) = crate::finetune::real_items(tmp.path(), "train.jsonl", 0, 16) else { return };
+    let mut cfg = crate::finetune::tiny_run_cfg(tmp.path(), &model, &train, "from-the-tab");
+    cfg.runs_dir = tmp.path().join("runs");
+    cfg.val_price_items = 0;
+    let mut app = PricerApp::new(Settings::default(), Arc::new(|| {}), false);
+    app.settings.tab = Tab::Finetune;
+    app.tabs.finetune.form = cfg.clone();
+    app.tabs.finetune.host = host.clone();
+    let mut h = harness(app);
+    h.step();
+    // The form's section (below the fold of this window: the command is queued as its button does).
+    h.get_by_label("Launch on host");
+    h.state_mut().tabs.finetune.queue(pricer::app::finetune_tab::Command::LaunchRemote);
+    h.step();
+    wait_for(&mut h, "the remote run to finish here", 120, |a| {
+        a.tabs.finetune.runs.first().is_some_and(|r| r.state() == RunState::Finished)
+    });
+    h.get_by_label(&format!("finished on {}", host.destination));
+    assert_eq!(train_rows(h.state()), (1..=6).collect::<Vec<_>>());
+    let log: Vec<String> = h.state().log.entries.iter().map(|e| e.text.clone()).collect();
+    assert!(log.iter().any(|l| l.starts_with("launched from-the-tab on")), "{log:?}");
+    h.get_by_label("Pull checkpoints").click();
+    wait_for(&mut h, "the checkpoints", 60, |a| a.tabs.finetune.runs.first().is_some_and(|r| r.checkpoints.len() == 2));
+    // The host is kept in the settings' host list.
+    let mut saved = pricer::app::settings::FinetuneSettings::default();
+    h.state().tabs.finetune.persist(&mut saved);
+    assert_eq!(saved.hosts.first().map(|h| h.destination.clone()), Some(host.destination.clone()));
+
+    // A remote run whose host does not answer.
+    let ghost = cfg.runs_dir.join("ghost");
+    std::fs::create_dir_all(&ghost).unwrap();
+    std::fs::write(ghost.join(files::CONFIG), cfg.to_toml()).unwrap();
+    run::write_status(&ghost, &RunStatus { state: RunState::Running, pid: 1, total_steps: 6, ..Default::default() })
+        .unwrap();
+    let mut away = host.clone();
+    away.port = Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let mirror =
+        pricer::remote::RemoteRun { host: away, name: "ghost".into(), config: "ghost.toml".into(), pulled: [0, 0] };
+    std::fs::write(ghost.join(files::REMOTE), serde_json::to_string(&mirror).unwrap()).unwrap();
+    h.state_mut().tabs.finetune.queue(pricer::app::finetune_tab::Command::Rescan);
+    wait_for(&mut h, "the unreachable host", 60, |a| {
+        a.tabs.finetune.runs.len() == 2 && a.log.entries.iter().any(|e| e.text.contains("unreachable"))
+    });
+    assert!(h.query_all_by_label_contains("unreachable since").count() >= 1);
+    // Stop goes there, and says why it could not (ssh's error, prefixed by the host).
+    h.get_by_label("Stop");
+    h.state_mut().tabs.finetune.queue(pricer::app::finetune_tab::Command::Stop(ghost.clone()));
+    let said = format!("{}: ", host.name);
+    wait_for(&mut h, "the failed stop", 60, |a| a.log.entries.iter().any(|e| e.text.starts_with(&said)));
+    assert!(!ghost.join(files::STOP).exists(), "not a local stop");
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// An sshd on 127.0.0.1:`port` that accepts `key` for the current user; killed on drop.
-struct Sshd {
+pub struct Sshd {
     child: Child,
 }
 
@@ -64,7 +64,7 @@ fn keygen(path: &Path) {
 }
 
 /// The host, its sshd and the port; `None` (or a failure in CI) without OpenSSH.
-fn loopback_host(dir: &Path) -> Option<(Host, Sshd, u16)> {
+pub fn loopback_host(dir: &Path) -> Option<(Host, Sshd, u16)> {
     if !Path::new(SSHD).exists() {
         assert!(std::env::var_os("CI").is_none(), "{SSHD} missing: scripts/test.sh installs openssh-server");
         eprintln!("skipped: {SSHD} missing (apt-get install openssh-server)");
@@ -193,6 +193,10 @@ fn a_host_that_cannot_be_reached_or_lacks_pricer_says_so() {
     let Some((mut host, _sshd, _)) = loopback_host(tmp.path()) else { return };
     host.pricer = "/nonexistent/pricer".into();
     assert_eq!(host.pricer_version().unwrap(), None);
+    // This machine's binary copied there (the same OS and architecture here).
+    host.pricer = host.install_pricer(Path::new(env!("CARGO_BIN_EXE_pricer"))).unwrap();
+    assert_eq!(host.pricer, format!("{}/bin/pricer", host.work_dir));
+    assert_eq!(host.pricer_version().unwrap().as_deref(), Some(env!("CARGO_PKG_VERSION")));
     let err = host.run("exit 3", None).unwrap_err();
     assert!(!remote::is_unreachable(&err) && err.to_string().contains("exit status 3"), "{err}");
     // A port nothing listens on.

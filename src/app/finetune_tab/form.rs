@@ -277,5 +277,7 @@ impl FinetuneTab {
         if ui.add_enabled(can, egui::Button::new(RichText::new("Launch training").strong())).clicked() {
             self.queue(Command::Launch);
         }
+        ui.add_space(6.0);
+        self.host_ui(ui, problems.is_empty());
     }
 }

@@ -10,6 +10,7 @@
 
 mod evaluate;
 mod form;
+mod remote;
 mod runs;
 
 use super::settings::FinetuneSettings;
@@ -53,6 +54,14 @@ pub enum Command {
     BrowseImport,
     /// Import a Hugging Face Trainer / axolotl output folder as a run (a job).
     Import(PathBuf),
+    /// Start a new run with the form's settings on the form's host (a job: copy, start there).
+    LaunchRemote,
+    /// Copy a remote run's checkpoints that this machine lacks.
+    PullCheckpoints(PathBuf),
+    /// Ask the form's host for its `pricer --version`.
+    CheckHost,
+    /// Copy this machine's `pricer` to the form's host and use it there.
+    InstallPricer,
 }
 
 /// Token counts of the training prompts in the model's tokenizer, for the form's preview of what
@@ -107,6 +116,10 @@ pub struct FinetuneTab {
     last_scan: Option<Instant>,
     /// The folder dialog of *Import run…* while it is open.
     picked_import: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
+    /// The host *Launch on host* uses.
+    pub host: crate::remote::Host,
+    /// Remote runs' background pulls and commands.
+    remote: remote::RemoteFollow,
 }
 
 impl Default for FinetuneTab {
@@ -129,6 +142,8 @@ impl Default for FinetuneTab {
             lengths: None,
             last_scan: None,
             picked_import: None,
+            host: crate::remote::Host::default(),
+            remote: remote::RemoteFollow::default(),
         }
     }
 }
@@ -178,6 +193,7 @@ impl TabView for FinetuneTab {
         if self.is_training() {
             ctx.repaint_within(std::time::Duration::from_millis(500));
         }
+        self.remote_logic(ctx);
     }
 
     fn ui(&mut self, ui: &mut Ui, ctx: &mut TabCtx<'_>) {
@@ -221,6 +237,31 @@ impl TabView for FinetuneTab {
             }
             Err(other) => other,
         };
+        let output = match output.downcast::<crate::remote::Launched>() {
+            Ok(l) => {
+                ctx.log(
+                    Level::Info,
+                    format!(
+                        "launched {} on {} (pid {} there): {} files sent ({} bytes), {} already there",
+                        l.run.name,
+                        l.run.host.destination,
+                        l.pid,
+                        l.push.sent.len(),
+                        l.push.bytes,
+                        l.push.skipped.len()
+                    ),
+                );
+                self.remote.watch(&l.local);
+                self.form.name = None;
+                self.scan(true);
+                if let Some(i) = self.runs.iter().position(|r| r.dir == l.local) {
+                    self.selected = Some(i);
+                    self.shown.insert(l.local.clone());
+                }
+                return;
+            }
+            Err(other) => other,
+        };
         let output = match output.downcast::<crate::finetune::import::Imported>() {
             Ok(imported) => {
                 ctx.log(
@@ -256,12 +297,20 @@ impl FinetuneTab {
             self.form.runs_dir = dir.clone();
         }
         self.test_file = saved.eval_test_file.clone();
+        if let Some(host) = saved.hosts.first() {
+            self.host = host.clone();
+        }
     }
 
     /// Writes the persisted part of the state.
     pub fn persist(&self, saved: &mut FinetuneSettings) {
         saved.runs_dir = Some(self.form.runs_dir.clone());
         saved.eval_test_file = self.test_file.clone();
+        // The host in use first, the others after it (one entry per destination).
+        if !self.host.destination.trim().is_empty() {
+            saved.hosts.retain(|h| h.destination != self.host.destination);
+            saved.hosts.insert(0, self.host.clone());
+        }
     }
 
     /// Fills the data fields from a Sampling export (train file, test file) when the form has no
@@ -284,6 +333,12 @@ impl FinetuneTab {
     }
 
     fn run(&mut self, command: Command, ctx: &mut TabCtx<'_>) {
+        // A run on another machine: Stop, Resume and Pull checkpoints go there.
+        if let Command::Stop(dir) | Command::Resume(dir) | Command::PullCheckpoints(dir) = &command
+            && dir.join(run::files::REMOTE).exists()
+        {
+            return self.remote_command(command, ctx);
+        }
         match command {
             Command::Launch => match self.launch() {
                 Ok(dir) => ctx.log(Level::Info, format!("training started: {}", dir.display())),
@@ -294,6 +349,15 @@ impl FinetuneTab {
                 Some(Err(e)) => ctx.log(Level::Error, format!("could not stop: {e}")),
                 None => ctx.log(Level::Error, "no run in progress"),
             },
+            Command::PullCheckpoints(dir) => {
+                ctx.log(Level::Error, format!("{} is not a run on another machine", dir.display()));
+            }
+            Command::CheckHost | Command::InstallPricer => self.remote_command(command, ctx),
+            Command::LaunchRemote => {
+                let (host, cfg) = (self.host.clone(), self.form.clone());
+                ctx.log(Level::Info, format!("launching on {} …", host.destination));
+                ctx.start_job("launch on host", move |_| Ok(crate::remote::launch(&host, &cfg)?));
+            }
             Command::Stop(dir) => {
                 if let Err(e) = run::request_stop(&dir) {
                     ctx.log(Level::Error, format!("could not stop: {e}"));

@@ -57,25 +57,42 @@ impl FinetuneTab {
                 let is_running = running_dir.as_deref() == Some(r.dir.as_path());
                 let state =
                     if is_running && r.state() == RunState::Interrupted { RunState::Running } else { r.state() };
-                match r.config.as_ref().and_then(|c| c.imported_from.as_deref()) {
-                    Some(from) => ui.label(format!("imported ({})", state.name())).on_hover_text(from),
-                    None => ui.label(state.name()),
+                let remote = self.remote_state(r);
+                match (r.config.as_ref().and_then(|c| c.imported_from.as_deref()), &remote) {
+                    (Some(from), _) => ui.label(format!("imported ({})", state.name())).on_hover_text(from),
+                    (None, Some((text, hover))) => {
+                        let label = ui.label(text);
+                        match hover {
+                            Some(h) => label.on_hover_text(h),
+                            None => label,
+                        }
+                    }
+                    (None, None) => ui.label(state.name()),
                 };
                 ui.label(r.status.as_ref().map_or("—".into(), |s| format!("{}/{}", s.step, s.total_steps)));
                 ui.label(r.last_train_loss().map_or("—".into(), |l| format!("{l:.4}")));
                 ui.label(r.last_val_loss().map_or("—".into(), |l| format!("{l:.4}")));
                 ui.label(r.checkpoints.len().to_string());
                 let can_resume = !is_running && running_dir.is_none() && state.can_resume();
-                if can_resume && ui.button("Resume").on_hover_text("Continue from the last checkpoint").clicked() {
-                    commands.push(Command::Resume(r.dir.clone()));
-                } else if state == RunState::Running
-                    && !is_running
-                    && ui.button("Stop").on_hover_text("Stop after the current step, with a checkpoint").clicked()
-                {
-                    commands.push(Command::Stop(r.dir.clone()));
-                } else if !can_resume && state != RunState::Running {
-                    ui.label("");
-                }
+                ui.horizontal(|ui| {
+                    if can_resume && ui.button("Resume").on_hover_text("Continue from the last checkpoint").clicked() {
+                        commands.push(Command::Resume(r.dir.clone()));
+                    }
+                    if state == RunState::Running
+                        && !is_running
+                        && ui.button("Stop").on_hover_text("Stop after the current step, with a checkpoint").clicked()
+                    {
+                        commands.push(Command::Stop(r.dir.clone()));
+                    }
+                    if remote.is_some()
+                        && ui
+                            .button("Pull checkpoints")
+                            .on_hover_text("Copy the checkpoints this machine lacks (to evaluate them here)")
+                            .clicked()
+                    {
+                        commands.push(Command::PullCheckpoints(r.dir.clone()));
+                    }
+                });
                 ui.end_row();
             }
         });
