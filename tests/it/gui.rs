@@ -668,6 +668,16 @@ fn a_run_launched_on_a_host_is_followed_in_the_runs_list() {
     let mut saved = pricer::app::settings::FinetuneSettings::default();
     h.state().tabs.finetune.persist(&mut saved);
     assert_eq!(saved.hosts.first().map(|h| h.destination.clone()), Some(host.destination.clone()));
+    // Restored: the last used host in the form, the list kept whole.
+    let other = pricer::remote::Host { destination: "gpu-box".into(), ..Default::default() };
+    saved.hosts.push(other.clone());
+    let mut tab = pricer::app::finetune_tab::FinetuneTab::default();
+    tab.restore(&saved);
+    assert_eq!(tab.host.destination, host.destination);
+    let mut again = pricer::app::settings::FinetuneSettings::default();
+    tab.persist(&mut again);
+    let kept: Vec<&str> = again.hosts.iter().map(|h| h.destination.as_str()).collect();
+    assert_eq!(kept, [host.destination.as_str(), other.destination.as_str()]);
 
     // A remote run whose host does not answer.
     let ghost = cfg.runs_dir.join("ghost");
@@ -676,7 +686,8 @@ fn a_run_launched_on_a_host_is_followed_in_the_runs_list() {
     run::write_status(&ghost, &RunStatus { state: RunState::Running, pid: 1, total_steps: 6, ..Default::default() })
         .unwrap();
     let mut away = host.clone();
-    away.port = Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let away_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    away.port = Some(away_port);
     let mirror =
         pricer::remote::RemoteRun { host: away, name: "ghost".into(), config: "ghost.toml".into(), pulled: [0, 0] };
     std::fs::write(ghost.join(files::REMOTE), serde_json::to_string(&mirror).unwrap()).unwrap();
@@ -691,4 +702,9 @@ fn a_run_launched_on_a_host_is_followed_in_the_runs_list() {
     let said = format!("{}: ", host.name);
     wait_for(&mut h, "the failed stop", 60, |a| a.log.entries.iter().any(|e| e.text.starts_with(&said)));
     assert!(!ghost.join(files::STOP).exists(), "not a local stop");
+    // The host answers again: the next pull re-attaches by itself.
+    let _back = crate::remote::start_sshd(tmp.path(), away_port);
+    wait_for(&mut h, "the host back", 60, |a| a.log.entries.iter().any(|e| e.text.contains("reachable again after")));
+    assert_eq!(h.query_all_by_label_contains("unreachable since").count(), 0);
+    h.get_by_label(&format!("running on {}", host.name));
 }

@@ -24,7 +24,7 @@ impl Drop for Sshd {
     }
 }
 
-fn start_sshd(dir: &Path, port: u16) -> Sshd {
+pub fn start_sshd(dir: &Path, port: u16) -> Sshd {
     let config = dir.join("sshd_config");
     std::fs::write(
         &config,

@@ -118,6 +118,8 @@ pub struct FinetuneTab {
     picked_import: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
     /// The host *Launch on host* uses.
     pub host: crate::remote::Host,
+    /// The hosts used before (the settings' list), offered in the form.
+    pub hosts: Vec<crate::remote::Host>,
     /// Remote runs' background pulls and commands.
     remote: remote::RemoteFollow,
 }
@@ -143,6 +145,7 @@ impl Default for FinetuneTab {
             last_scan: None,
             picked_import: None,
             host: crate::remote::Host::default(),
+            hosts: vec![],
             remote: remote::RemoteFollow::default(),
         }
     }
@@ -300,6 +303,7 @@ impl FinetuneTab {
         if let Some(host) = saved.hosts.first() {
             self.host = host.clone();
         }
+        self.hosts = saved.hosts.clone();
     }
 
     /// Writes the persisted part of the state.
@@ -307,6 +311,7 @@ impl FinetuneTab {
         saved.runs_dir = Some(self.form.runs_dir.clone());
         saved.eval_test_file = self.test_file.clone();
         // The host in use first, the others after it (one entry per destination).
+        saved.hosts = self.hosts.clone();
         if !self.host.destination.trim().is_empty() {
             saved.hosts.retain(|h| h.destination != self.host.destination);
             saved.hosts.insert(0, self.host.clone());
@@ -356,7 +361,17 @@ impl FinetuneTab {
             Command::LaunchRemote => {
                 let (host, cfg) = (self.host.clone(), self.form.clone());
                 ctx.log(Level::Info, format!("launching on {} …", host.destination));
-                ctx.start_job("launch on host", move |_| Ok(crate::remote::launch(&host, &cfg)?));
+                ctx.start_job("launch on host", move |_| {
+                    if host.pricer_version()?.is_none() {
+                        anyhow::bail!(
+                            "{}: no `{}` there: *Copy this pricer there* (same OS and architecture) or name one \
+                             installed there in *pricer there*",
+                            host.destination,
+                            host.pricer
+                        );
+                    }
+                    Ok(crate::remote::launch(&host, &cfg)?)
+                });
             }
             Command::Stop(dir) => {
                 if let Err(e) = run::request_stop(&dir) {

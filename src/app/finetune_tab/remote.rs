@@ -7,7 +7,7 @@
 use super::{Command, FinetuneTab};
 use crate::finetune::run::{RunSnapshot, RunState, files};
 use crate::jobs::Level;
-use crate::remote;
+use crate::remote::{self, Host};
 use egui::{RichText, Ui};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -212,6 +212,22 @@ impl FinetuneTab {
         egui::CollapsingHeader::new("Run on another machine (SSH)")
             .default_open(!self.host.destination.is_empty())
             .show(ui, |ui| {
+                let others: Vec<Host> =
+                    self.hosts.iter().filter(|h| h.destination != self.host.destination).cloned().collect();
+                if !others.is_empty() {
+                    egui::ComboBox::from_label("hosts used before").selected_text("pick one…").show_ui(ui, |ui| {
+                        for h in others {
+                            if ui.selectable_label(false, &h.destination).clicked() {
+                                // The one being left stays in the list.
+                                if !self.host.destination.trim().is_empty() {
+                                    self.hosts.retain(|k| k.destination != self.host.destination);
+                                    self.hosts.insert(0, self.host.clone());
+                                }
+                                self.host = h;
+                            }
+                        }
+                    });
+                }
                 egui::Grid::new("host_grid").num_columns(2).show(ui, |ui| {
                     let l = ui.label("host");
                     ui.add(
