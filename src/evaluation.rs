@@ -317,6 +317,13 @@ impl FileRef {
 
 /// SHA-256 of a file's bytes, first 16 hex digits.
 pub fn file_digest(path: &Path) -> Result<String> {
+    let mut hex = file_sha256(path)?;
+    hex.truncate(16);
+    Ok(hex)
+}
+
+/// SHA-256 of a file's bytes in hex, as `sha256sum` prints it.
+pub fn file_sha256(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -329,7 +336,7 @@ pub fn file_digest(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// One scored test item.

@@ -13,6 +13,7 @@
 //! touches `STOP` there; Resume runs `pricer train --resume` there; checkpoints come back on
 //! request ([`pull_checkpoints`]).
 
+use crate::evaluation::file_sha256;
 use crate::finetune::config::TrainConfig;
 use crate::finetune::run::files;
 use crate::{Error, Result};
@@ -143,12 +144,12 @@ impl Host {
         sh_quote(&self.pricer)
     }
 
-    /// Copies each `(local file, name there)` into the work folder, except the files the host
-    /// already has with the same SHA-256. Each file is written to a temporary name and renamed,
-    /// so an interrupted copy leaves no half file under the real name.
-    pub fn push(&self, files: &[(PathBuf, String)]) -> Result<PushReport> {
+    /// Copies each `(local file, name there, its SHA-256)` into the work folder, except the
+    /// files the host already has with that SHA-256. Each file is written to a temporary name and
+    /// renamed, so an interrupted copy leaves no half file under the real name.
+    pub fn push(&self, files: &[(PathBuf, String, String)]) -> Result<PushReport> {
         let wd = sh_quote(&self.work_dir);
-        let names: Vec<String> = files.iter().map(|(_, n)| sh_quote(n)).collect();
+        let names: Vec<String> = files.iter().map(|(_, n, _)| sh_quote(n)).collect();
         let script = format!(
             "mkdir -p {wd} && cd {wd} && for f in {}; do if [ -f \"$f\" ]; then sha256sum \"$f\"; fi; done",
             names.join(" ")
@@ -159,8 +160,8 @@ impl Host {
             .filter_map(|l| l.split_once("  ").map(|(d, n)| (n.to_string(), d.to_string())))
             .collect();
         let mut report = PushReport::default();
-        for (local, name) in files {
-            if theirs.get(name).is_some_and(|d| *d == file_sha256(local).unwrap_or_default()) {
+        for (local, name, digest) in files {
+            if theirs.get(name) == Some(digest) {
                 report.skipped.push(name.clone());
                 continue;
             }
@@ -210,21 +211,6 @@ impl Host {
     }
 }
 
-/// SHA-256 of a file, as `sha256sum` prints it.
-pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Where a remote run lives; `remote.json` in the local mirror folder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteRun {
@@ -269,11 +255,26 @@ pub struct Launched {
     pub pid: u32,
 }
 
+impl Launched {
+    /// One line for the log: the run, the host, the process there and what was copied.
+    pub fn summary(&self) -> String {
+        format!(
+            "launched {} on {} (pid {} there): {} files sent ({} bytes), {} already there",
+            self.run.name,
+            self.run.host.destination,
+            self.pid,
+            self.push.sent.len(),
+            self.push.bytes,
+            self.push.skipped.len()
+        )
+    }
+}
+
 /// Launches the run `cfg` on `host`: its data (and its model, when a local file or folder) are
 /// copied by digest, its config rewritten with paths in the work folder, `pricer train` started
 /// detached, and a local mirror folder `cfg.runs_dir/<name>` made with `remote.json`.
 pub fn launch(host: &Host, cfg: &TrainConfig) -> Result<Launched> {
-    let name = cfg.name.clone().unwrap_or_else(|| chrono_free_name(cfg));
+    let name = cfg.name.clone().unwrap_or_else(crate::finetune::config::default_run_name);
     let local = cfg.runs_dir.join(&name);
     if local.exists() {
         return Err(Error::InvalidInput(format!("{} already exists: choose another run name", local.display())));
@@ -283,7 +284,7 @@ pub fn launch(host: &Host, cfg: &TrainConfig) -> Result<Launched> {
         let digest = file_sha256(path)?;
         let file = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
         let there = format!("{folder}/{}-{file}", &digest[..16]);
-        files.push((path.to_owned(), there.clone()));
+        files.push((path.to_owned(), there.clone(), digest));
         Ok(there)
     };
     // Absolute paths there: the run's own config.toml, which `--resume` reads, lives in the run
@@ -316,8 +317,9 @@ pub fn launch(host: &Host, cfg: &TrainConfig) -> Result<Launched> {
             &folder_digest[..16],
             model.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
         );
-        for p in &entries {
-            files.push((p.clone(), format!("{folder}/{}", p.file_name().unwrap_or_default().to_string_lossy())));
+        for (p, digest) in entries.iter().zip(digests) {
+            let there = format!("{folder}/{}", p.file_name().unwrap_or_default().to_string_lossy());
+            files.push((p.clone(), there, digest));
         }
         remote.model = format!("{wd}/{folder}");
     }
@@ -338,12 +340,6 @@ pub fn launch(host: &Host, cfg: &TrainConfig) -> Result<Launched> {
 
 fn file_sha256_of_text(text: &str) -> String {
     sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn chrono_free_name(cfg: &TrainConfig) -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let model = Path::new(&cfg.model).file_stem().map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
-    format!("{model}-{secs}")
 }
 
 /// The remote run a local mirror folder follows.

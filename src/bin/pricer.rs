@@ -890,14 +890,7 @@ fn run(cli: Cli) -> Result<()> {
                     ),
                 }
                 let l = pricer::remote::launch(&host, &cfg)?;
-                eprintln!(
-                    "launched on {} (pid {} there): {} files sent ({} bytes), {} already there",
-                    host.name,
-                    l.pid,
-                    l.push.sent.len(),
-                    l.push.bytes,
-                    l.push.skipped.len()
-                );
+                eprintln!("{}", l.summary());
                 print_out(&l.local.display().to_string());
                 if follow {
                     follow_remote(&l.local, 5.0)?;

@@ -419,6 +419,8 @@ pub struct RunSnapshot {
     pub log_tail: Vec<String>,
     /// Evaluations saved in the folder.
     pub evals: Vec<Evaluation>,
+    /// Whether the folder mirrors a run on another machine (it holds [`files::REMOTE`]).
+    pub remote: bool,
     // Sizes of the files when last read: unchanged files are not read again.
     metrics_len: u64,
     log_len: u64,
@@ -440,6 +442,7 @@ impl RunSnapshot {
             metrics_len: u64::MAX,
             log_len: u64::MAX,
             eval_files: vec![(Default::default(), u64::MAX)],
+            remote: false,
         };
         v.refresh();
         v
@@ -449,6 +452,7 @@ impl RunSnapshot {
     pub fn refresh(&mut self) {
         let size = |name: &str| std::fs::metadata(self.dir.join(name)).map_or(0, |m| m.len());
         self.status = read_status(&self.dir);
+        self.remote = self.dir.join(files::REMOTE).exists();
         let len = size(files::METRICS);
         if len != self.metrics_len {
             self.metrics = read_metrics(&self.dir);
@@ -476,7 +480,7 @@ impl RunSnapshot {
     pub fn state(&self) -> RunState {
         match &self.status {
             None => RunState::New,
-            Some(s) if self.dir.join(files::REMOTE).exists() => s.state,
+            Some(s) if self.remote => s.state,
             Some(s) => s.effective_state(),
         }
     }

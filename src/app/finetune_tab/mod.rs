@@ -242,25 +242,10 @@ impl TabView for FinetuneTab {
         };
         let output = match output.downcast::<crate::remote::Launched>() {
             Ok(l) => {
-                ctx.log(
-                    Level::Info,
-                    format!(
-                        "launched {} on {} (pid {} there): {} files sent ({} bytes), {} already there",
-                        l.run.name,
-                        l.run.host.destination,
-                        l.pid,
-                        l.push.sent.len(),
-                        l.push.bytes,
-                        l.push.skipped.len()
-                    ),
-                );
+                ctx.log(Level::Info, l.summary());
                 self.remote.watch(&l.local);
                 self.form.name = None;
-                self.scan(true);
-                if let Some(i) = self.runs.iter().position(|r| r.dir == l.local) {
-                    self.selected = Some(i);
-                    self.shown.insert(l.local.clone());
-                }
+                self.scan_and_select(&l.local);
                 return;
             }
             Err(other) => other,
@@ -278,11 +263,7 @@ impl TabView for FinetuneTab {
                         imported.model
                     ),
                 );
-                self.scan(true);
-                if let Some(i) = self.runs.iter().position(|r| r.dir == imported.dir) {
-                    self.selected = Some(i);
-                    self.shown.insert(imported.dir.clone());
-                }
+                self.scan_and_select(&imported.dir);
                 return;
             }
             Err(other) => other,
@@ -455,13 +436,19 @@ impl FinetuneTab {
         self.running = Some(process);
         self.form.name = None;
         self.shown.clear();
+        self.scan_and_select(&run_dir);
+        Ok(run_dir)
+    }
+
+    /// Reads the runs folder again and selects (and overlays) the run in `dir`, named as given
+    /// or made absolute.
+    fn scan_and_select(&mut self, dir: &Path) {
         self.scan(true);
-        let abs = std::fs::canonicalize(&run_dir).unwrap_or_else(|_| run_dir.clone());
-        if let Some(i) = self.runs.iter().position(|r| r.dir == run_dir || r.dir == abs) {
+        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        if let Some(i) = self.runs.iter().position(|r| r.dir == dir || r.dir == abs) {
             self.selected = Some(i);
             self.shown.insert(self.runs[i].dir.clone());
         }
-        Ok(run_dir)
     }
 
     /// Continues a run from its last checkpoint in a new process.

@@ -5,7 +5,7 @@
 //! do), and Stop, Resume and *Pull checkpoints* sent there.
 
 use super::{Command, FinetuneTab};
-use crate::finetune::run::{RunSnapshot, RunState, files};
+use crate::finetune::run::{RunSnapshot, RunState};
 use crate::jobs::Level;
 use crate::remote::{self, Host};
 use egui::{RichText, Ui};
@@ -35,6 +35,9 @@ pub struct RemoteFollow {
     watch_until: HashMap<PathBuf, Instant>,
     /// When each run's host stopped answering, and what ssh said (cleared by a good pull).
     pub unreachable_since: HashMap<PathBuf, (SystemTime, String)>,
+    /// Each remote run's host as shown and `destination:folder` there, read from its
+    /// `remote.json` once (they do not change; the pulled offsets in it do).
+    labels: HashMap<PathBuf, (String, String)>,
     channel: Option<(mpsc::Sender<Outcome>, mpsc::Receiver<Outcome>)>,
 }
 
@@ -51,9 +54,18 @@ impl RemoteFollow {
 
     /// Starts the pulls that are due.
     pub fn poll(&mut self, runs: &[RunSnapshot], wake: &Arc<dyn Fn() + Send + Sync>) {
+        for r in runs.iter().filter(|r| r.remote) {
+            if self.labels.contains_key(&r.dir) {
+                continue;
+            }
+            if let Some(run) = remote::RemoteRun::read(&r.dir) {
+                let host = if run.host.name.is_empty() { run.host.destination.clone() } else { run.host.name.clone() };
+                self.labels.insert(r.dir.clone(), (host, format!("{}:{}", run.host.destination, run.dir())));
+            }
+        }
         let now = Instant::now();
         self.watch_until.retain(|_, t| *t > now);
-        for r in runs.iter().filter(|r| r.dir.join(files::REMOTE).exists()) {
+        for r in runs.iter().filter(|r| r.remote) {
             let live = matches!(r.state(), RunState::New | RunState::Running) || self.watch_until.contains_key(&r.dir);
             let due = self.last_pull.get(&r.dir).is_none_or(|t| t.elapsed() >= PULL_EVERY);
             if !live || !due || self.in_flight.contains(&r.dir) {
@@ -141,22 +153,19 @@ impl FinetuneTab {
         if changed {
             self.scan(true);
         }
-        if self.runs.iter().any(|r| r.dir.join(files::REMOTE).exists() && matches!(r.state(), RunState::Running)) {
+        if self.runs.iter().any(|r| r.remote && matches!(r.state(), RunState::Running)) {
             ctx.repaint_within(PULL_EVERY);
         }
     }
 
     /// The state column's text for a remote run (`None` for a local one).
     pub(super) fn remote_state(&self, r: &RunSnapshot) -> Option<(String, Option<String>)> {
-        let run = remote::RemoteRun::read(&r.dir)?;
-        let host = if run.host.name.is_empty() { run.host.destination.clone() } else { run.host.name.clone() };
+        let (host, there) = self.remote.labels.get(&r.dir)?;
         Some(match self.remote.unreachable_since.get(&r.dir) {
             Some((since, why)) => {
                 (format!("{} — unreachable since {}", r.state().name(), clock(*since)), Some(why.clone()))
             }
-            None => {
-                (format!("{} on {host}", r.state().name()), Some(format!("{}:{}", run.host.destination, run.dir())))
-            }
+            None => (format!("{} on {host}", r.state().name()), Some(there.clone())),
         })
     }
 
