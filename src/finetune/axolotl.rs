@@ -155,6 +155,10 @@ pub fn axolotl_yaml(
     let _ = writeln!(y, "lora_dropout: {}", cfg.lora.dropout);
     let targets: Vec<String> = cfg.lora.target_modules.iter().map(|t| q(t)).collect();
     let _ = writeln!(y, "lora_target_modules: [{}]", targets.join(", "));
+    if !cfg.lora.layers_to_transform.is_empty() {
+        let layers: Vec<String> = cfg.lora.layers_to_transform.iter().map(|l| l.to_string()).collect();
+        let _ = writeln!(y, "peft_layers_to_transform: [{}]", layers.join(", "));
+    }
     let _ = writeln!(y, "sequence_len: {seq_len}");
     let _ = writeln!(y, "sample_packing: false\npad_to_sequence_len: false");
     let _ = writeln!(y, "# The loss only on the price segment (label: true), as in pricer's trainer.");

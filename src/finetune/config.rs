@@ -335,9 +335,13 @@ pub fn memory_estimate(model: &super::arch::LlamaConfig, cfg: &TrainConfig, seq_
         .sum();
     let act = if targets.contains(&super::lora::Target::Down) { n * i } else { 0 };
     let saved = (n * (4 * h + q + 2 * kv + q + 2 * i) + act + b * heads * t * t) * 4 + adapters;
+    let layers = model.num_hidden_layers as u64;
+    let lowest = cfg.lora.layers(model.num_hidden_layers).ok().and_then(|l| l.first().copied()).unwrap_or(0);
+    let adapted = layers - lowest as u64;
     let hand_written = !on_gpu && bytes == 4;
     let per_layer = if hand_written {
-        saved
+        // The hand-written step keeps states only from the lowest adapted layer up.
+        saved * adapted / layers
     } else {
         // Autograd's graph: norms, q/k/v/o, rotated q/k, expanded k/v, scores and probabilities,
         // MLP, residuals and dropout masks, ×2.6 for gradients and copies.
@@ -346,7 +350,7 @@ pub fn memory_estimate(model: &super::arch::LlamaConfig, cfg: &TrainConfig, seq_
     // The logits of the LM objective's price tokens are f32 whatever the base dtype; the CUDA
     // context and candle's kernels take a few hundred MiB of device memory.
     let overhead: u64 = if on_gpu { 512 << 20 } else { 256 << 20 };
-    base + lora + per_layer * model.num_hidden_layers as u64 + overhead
+    base + lora + per_layer * layers + overhead
 }
 
 /// The default run folder name for now (`run-YYYYMMDD-HHMMSS`, UTC).
@@ -409,6 +413,16 @@ mod tests {
         // CPU in bf16 goes through autograd too.
         let cpu_bf16 = TrainConfig { base_dtype: "bf16".into(), ..TrainConfig::default() };
         assert!(gib(memory_estimate(&smollm2(), &cpu_bf16, 182)) > est);
+        // Adapting the top 10 of 30 layers keeps a third of the states.
+        let mut top = TrainConfig { batch_size: 8, ..TrainConfig::default() };
+        top.lora.layers_to_transform = LoraConfig::top_layers(10, 30);
+        let est_top = gib(memory_estimate(&smollm2(), &top, 182));
+        let states = |c: &TrainConfig| {
+            gib(memory_estimate(&smollm2(), c, 182)
+                - memory_estimate(&smollm2(), &TrainConfig { batch_size: 0, ..c.clone() }, 182))
+        };
+        assert!((states(&top) / states(&double) - 1.0 / 3.0).abs() < 0.01, "{est_top:.2} vs {est8:.2} GiB");
+        assert!(est_top < est8);
     }
 }
 

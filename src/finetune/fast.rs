@@ -595,7 +595,27 @@ pub fn loss_and_grads(
     head: Option<&RegHead>,
     batch: &[&Example],
     dropout_seed: Option<u64>,
+    grads: Option<(&mut [Vec<f32>], f32)>,
+) -> Result<(f64, usize)> {
+    loss_and_grads_frozen(model, lora, head, batch, dropout_seed, grads, None)
+}
+
+/// The input of the lowest adapted layer for one example (its rows, `[len, hidden]`): what the
+/// frozen layers below compute, the same at every step.
+pub type Frozen = std::sync::Arc<Vec<f32>>;
+
+/// [`loss_and_grads`] with a cache of the frozen layers' output: `frozen[i]` belongs to `batch[i]`.
+/// When every example of the batch has its entry, the embedding and the layers below the lowest
+/// adapted one are skipped; otherwise they run and the entries are filled. Nothing is cached when
+/// every layer is adapted.
+pub fn loss_and_grads_frozen(
+    model: &Model,
+    lora: &Lora,
+    head: Option<&RegHead>,
+    batch: &[&Example],
+    dropout_seed: Option<u64>,
     mut grads: Option<(&mut [Vec<f32>], f32)>,
+    mut frozen: Option<&mut [Option<Frozen>]>,
 ) -> Result<(f64, usize)> {
     if !supported(model) {
         return Err(Error::Model("the hand-written training step runs f32 models on the CPU".into()));
@@ -642,8 +662,27 @@ pub fn loss_and_grads(
     };
     let hs = ctx.hidden;
     let train = grads.is_some();
-    let mut x = vec![0f32; n * hs];
+    let n_layers = model.layers.len();
+    // Below the lowest adapted layer nothing is trained: no states kept, no backward pass, and
+    // with `frozen` filled, nothing computed.
+    let first = lora.first_layer(n_layers);
+    if first == 0 || first == n_layers {
+        frozen = None;
+    }
+    if let Some(f) = &frozen
+        && f.len() != batch.len()
     {
+        return Err(Error::InvalidInput(format!("{} frozen entries for {} examples", f.len(), batch.len())));
+    }
+    let from_cache = frozen
+        .as_ref()
+        .is_some_and(|f| f.iter().zip(&ctx.seqs).all(|(e, &(_, len))| e.as_ref().is_some_and(|v| v.len() == len * hs)));
+    let mut x = vec![0f32; n * hs];
+    if from_cache {
+        for (e, &(o, len)) in frozen.as_ref().expect("checked").iter().zip(&ctx.seqs) {
+            x[o * hs..(o + len) * hs].copy_from_slice(e.as_ref().expect("checked"));
+        }
+    } else {
         let emb = data(&model.embed)?;
         let emb = emb.get();
         let rows = x.chunks_exact_mut(hs);
@@ -656,10 +695,21 @@ pub fn loss_and_grads(
         }
     }
     let weights: Vec<Weights> = model.layers.iter().map(Weights::new).collect::<Result<_>>()?;
-    let mut saved = Vec::with_capacity(if train { weights.len() } else { 0 });
+    let mut saved = Vec::with_capacity(if train { weights.len() - first } else { 0 });
     for (li, w) in weights.iter().enumerate() {
+        if from_cache && li < first {
+            continue;
+        }
+        if li == first
+            && !from_cache
+            && let Some(f) = frozen.as_mut()
+        {
+            for (e, &(o, len)) in f.iter_mut().zip(&ctx.seqs) {
+                *e = Some(std::sync::Arc::new(x[o * hs..(o + len) * hs].to_vec()));
+            }
+        }
         let (next, sv) = layer_forward(&ctx, lora, li, w, x)?;
-        if train {
+        if train && li >= first {
             saved.push(sv);
         }
         x = next;
@@ -737,12 +787,13 @@ pub fn loss_and_grads(
         }
     }
     if let Some((g, _)) = grads {
-        finish_backward(&ctx, lora, &weights, saved, &rows, &sel, &rstd, norm.get(), &d_normed, g)?;
+        finish_backward(&ctx, lora, &weights[first..], saved, &rows, &sel, &rstd, norm.get(), &d_normed, g)?;
     }
     Ok((loss, n))
 }
 
-/// From the gradient of the final-normed loss rows back through every layer.
+/// From the gradient of the final-normed loss rows back through the layers of `weights` (the top
+/// ones, from the lowest adapted layer up; `saved` holds their states).
 #[allow(clippy::too_many_arguments)]
 fn finish_backward(
     ctx: &Ctx,

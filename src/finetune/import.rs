@@ -161,6 +161,8 @@ pub fn import_run(src: &Path, opts: &ImportOptions) -> Result<Imported> {
                 t.sort_by_key(|m| super::lora::Target::parse(m).map_or(usize::MAX, |t| t as usize));
                 t
             },
+            layers_to_transform: super::lora::peft_layers(&adapter["layers_to_transform"])
+                .map_err(|what| Error::InvalidInput(format!("{}: {what}", adapter_cfg_path.display())))?,
         },
         max_steps: Some(total_steps),
         epochs: state.num_train_epochs.unwrap_or(1.0),

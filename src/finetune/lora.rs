@@ -26,6 +26,11 @@ pub struct LoraConfig {
     pub dropout: f64,
     /// Projections that get adapters (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`).
     pub target_modules: Vec<String>,
+    /// The layers (0-based) that get adapters, PEFT's `layers_to_transform`; empty = every layer.
+    /// Adapting only the top layers makes a step cheaper: nothing is propagated back below the
+    /// lowest adapted layer (see [`LoraConfig::top_layers`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers_to_transform: Vec<usize>,
 }
 
 impl Default for LoraConfig {
@@ -35,6 +40,7 @@ impl Default for LoraConfig {
             alpha: 64.0,
             dropout: 0.1,
             target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec(),
+            layers_to_transform: vec![],
         }
     }
 }
@@ -54,10 +60,34 @@ impl LoraConfig {
         Ok(v)
     }
 
+    /// The adapted layers of a model with `n_layers` layers, ascending, validated.
+    pub fn layers(&self, n_layers: usize) -> Result<Vec<usize>> {
+        if self.layers_to_transform.is_empty() {
+            return Ok((0..n_layers).collect());
+        }
+        let mut v = self.layers_to_transform.clone();
+        v.sort_unstable();
+        v.dedup();
+        if let Some(&bad) = v.iter().find(|&&l| l >= n_layers) {
+            return Err(Error::Model(format!(
+                "LoRA layer {bad} does not exist: the model has {n_layers} layers (0–{})",
+                n_layers.saturating_sub(1)
+            )));
+        }
+        Ok(v)
+    }
+
+    /// `layers_to_transform` for the top `n` of `n_layers` layers (`n` ≥ `n_layers`: every layer,
+    /// written as the empty list).
+    pub fn top_layers(n: usize, n_layers: usize) -> Vec<usize> {
+        if n >= n_layers { vec![] } else { (n_layers - n..n_layers).collect() }
+    }
+
     /// Trainable parameters for a model.
     pub fn n_params(&self, cfg: &LlamaConfig) -> usize {
         let t = self.targets().unwrap_or_default();
-        cfg.num_hidden_layers * t.iter().map(|&t| self.r * (cfg.shape_of(t).0 + cfg.shape_of(t).1)).sum::<usize>()
+        let layers = self.layers(cfg.num_hidden_layers).map_or(cfg.num_hidden_layers, |l| l.len());
+        layers * t.iter().map(|&t| self.r * (cfg.shape_of(t).0 + cfg.shape_of(t).1)).sum::<usize>()
     }
 }
 
@@ -101,7 +131,7 @@ impl Lora {
         let targets = cfg.targets()?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut modules = vec![];
-        for layer in 0..model_cfg.num_hidden_layers {
+        for layer in cfg.layers(model_cfg.num_hidden_layers)? {
             for &t in &targets {
                 let (out, inp) = model_cfg.shape_of(t);
                 let bound = 1.0 / (inp as f32).sqrt();
@@ -117,6 +147,12 @@ impl Lora {
     fn from_modules(cfg: LoraConfig, modules: Vec<((usize, Target), Var, Var)>) -> Self {
         let index = modules.iter().enumerate().map(|(i, (k, _, _))| (*k, i)).collect();
         Self { cfg, modules, index }
+    }
+
+    /// The lowest layer with an adapter (the layer count when there is none): the backward pass
+    /// stops there.
+    pub fn first_layer(&self, n_layers: usize) -> usize {
+        self.modules.iter().map(|((l, _), _, _)| *l).min().unwrap_or(n_layers)
     }
 
     /// Position of `(layer, target)`'s adapter in [`Self::modules`], when it has one.
@@ -205,7 +241,11 @@ impl Lora {
             "use_rslora": false,
             "use_dora": false,
             "revision": null,
-            "layers_to_transform": null,
+            "layers_to_transform": if self.cfg.layers_to_transform.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(self.cfg.layers(model_cfg.num_hidden_layers)?)
+            },
             "num_hidden_layers": model_cfg.num_hidden_layers,
         });
         let text = serde_json::to_string_pretty(&config).expect("json");
@@ -227,12 +267,14 @@ impl Lora {
             alpha: v["lora_alpha"].as_f64().unwrap_or(16.0),
             dropout: v["lora_dropout"].as_f64().unwrap_or(0.0),
             target_modules: targets,
+            layers_to_transform: peft_layers(&v["layers_to_transform"])
+                .map_err(|what| Error::Model(format!("{}: {what}", cfg_path.display())))?,
         };
         let path = dir.join("adapter_model.safetensors");
         let mut tensors = candle_core::safetensors::load(&path, device)
             .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
         let mut modules = vec![];
-        for layer in 0..model_cfg.num_hidden_layers {
+        for layer in cfg.layers(model_cfg.num_hidden_layers)? {
             for t in cfg.targets()? {
                 let mut take = |w: char| -> Result<Var> {
                     let k = Self::peft_key(layer, t, w);
@@ -253,8 +295,21 @@ impl Lora {
     }
 }
 
+/// PEFT's `layers_to_transform`: null (every layer), one layer index, or a list of them.
+pub(super) fn peft_layers(v: &serde_json::Value) -> std::result::Result<Vec<usize>, String> {
+    let index = |x: &serde_json::Value| x.as_u64().map(|l| l as usize);
+    match v {
+        serde_json::Value::Null => Ok(vec![]),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|x| index(x).ok_or_else(|| format!("layers_to_transform holds {x}, not a layer index")))
+            .collect(),
+        x => index(x).map(|l| vec![l]).ok_or_else(|| format!("layers_to_transform = {x} is not a layer index")),
+    }
+}
+
 /// Whether an `adapter_config.json` asks only for what [`Lora`] computes (plain LoRA: `B·A·x·α/r`
-/// on whole projections of every layer); otherwise what it asks for, so that an adapter is never
+/// on whole projections of the chosen layers); otherwise what it asks for, so that an adapter is never
 /// silently evaluated as something it is not.
 fn peft_options_supported(v: &serde_json::Value) -> std::result::Result<(), String> {
     let set = |k: &str| match &v[k] {
@@ -270,7 +325,7 @@ fn peft_options_supported(v: &serde_json::Value) -> std::result::Result<(), Stri
     if v["target_modules"].is_string() {
         return Err("target_modules as a pattern is not supported: give the module names (q_proj, …)".into());
     }
-    for k in ["use_rslora", "use_dora", "rank_pattern", "alpha_pattern", "layers_to_transform", "modules_to_save"] {
+    for k in ["use_rslora", "use_dora", "rank_pattern", "alpha_pattern", "layers_pattern", "modules_to_save"] {
         if set(k) {
             return Err(format!("{k} = {} is not supported (plain LoRA only)", v[k]));
         }
@@ -298,6 +353,7 @@ mod tests {
             ("use_rslora", serde_json::json!(true)),
             ("rank_pattern", serde_json::json!({"q_proj": 4})),
             ("modules_to_save", serde_json::json!(["lm_head"])),
+            ("layers_pattern", serde_json::json!("blocks")),
             ("target_modules", serde_json::json!(".*proj")),
             ("bias", serde_json::json!("all")),
         ] {
@@ -306,6 +362,47 @@ mod tests {
             let err = peft_options_supported(&c).unwrap_err();
             assert!(err.contains(k), "{k}: {err}");
         }
+    }
+
+    #[test]
+    fn adapters_of_the_top_layers_only_round_trip_through_peft_files() {
+        let model = LlamaConfig {
+            model_type: "llama".into(),
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 4,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            vocab_size: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            tie_word_embeddings: true,
+            attention_bias: false,
+        };
+        let cfg = LoraConfig { r: 2, layers_to_transform: LoraConfig::top_layers(2, 4), ..Default::default() };
+        assert_eq!(cfg.layers_to_transform, vec![2, 3]);
+        assert_eq!(LoraConfig::top_layers(4, 4), Vec::<usize>::new(), "all layers is the empty list");
+        let all = LoraConfig { r: 2, ..Default::default() };
+        assert_eq!(cfg.n_params(&model) * 2, all.n_params(&model));
+        let lora = Lora::new(&cfg, &model, 3, &Device::Cpu).unwrap();
+        assert_eq!(lora.first_layer(4), 2);
+        assert_eq!(lora.modules.len(), 2 * 4);
+        assert!(lora.module_index(1, Target::Q).is_none() && lora.module_index(2, Target::Q).is_some());
+        let dir = tempfile::tempdir().unwrap();
+        lora.save_peft(dir.path(), "base", &model).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap()).unwrap();
+        assert_eq!(written["layers_to_transform"], serde_json::json!([2, 3]));
+        let back = Lora::load_peft(dir.path(), &model, &Device::Cpu).unwrap();
+        assert_eq!(back.cfg.layers_to_transform, vec![2, 3]);
+        let keys = |l: &Lora| l.modules.iter().map(|(k, _, _)| *k).collect::<Vec<_>>();
+        assert_eq!(keys(&back), keys(&lora));
+        // PEFT also writes one index as a number; a layer the model lacks is refused by name.
+        assert_eq!(peft_layers(&serde_json::json!(3)), Ok(vec![3]));
+        assert!(peft_layers(&serde_json::json!(["x"])).is_err());
+        let bad = LoraConfig { layers_to_transform: vec![4], ..cfg };
+        let err = Lora::new(&bad, &model, 3, &Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("layer 4 does not exist"), "{err}");
     }
 
     #[test]

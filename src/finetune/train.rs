@@ -109,9 +109,45 @@ pub struct Trainer {
     /// Whether steps run the hand-written CPU forward/backward ([`super::fast`]) rather than
     /// candle's autograd (other devices, or `PRICER_AUTOGRAD=1`).
     pub hand_written: bool,
+    /// The frozen layers' output per training example (hand-written step with only the top
+    /// layers adapted): from the second epoch on, a step skips those layers.
+    frozen: FrozenCache,
     /// Where log lines and progress go (besides `train.log`); its cancel token stops the run
     /// like the `STOP` file.
     pub ctx: JobCtx,
+}
+
+/// Most bytes [`FrozenCache`] holds (beyond it, the frozen layers are recomputed).
+pub const FROZEN_CACHE_BYTES: usize = 6 << 30;
+
+/// The frozen layers' output of the training examples, kept up to [`FROZEN_CACHE_BYTES`].
+#[derive(Default)]
+struct FrozenCache {
+    entries: Vec<Option<super::fast::Frozen>>,
+    bytes: usize,
+}
+
+impl FrozenCache {
+    /// The entries of examples `idx` (shared; `None` where not cached).
+    fn take(&mut self, idx: &[usize], n: usize) -> Vec<Option<super::fast::Frozen>> {
+        self.entries.resize(n, None);
+        idx.iter().map(|&i| self.entries[i].clone()).collect()
+    }
+
+    /// Keeps what a step computed, while there is room.
+    fn put(&mut self, idx: &[usize], got: Vec<Option<super::fast::Frozen>>) {
+        for (&i, e) in idx.iter().zip(got) {
+            let Some(e) = e else { continue };
+            if self.entries[i].is_some() {
+                continue;
+            }
+            let size = e.len() * 4;
+            if self.bytes + size <= FROZEN_CACHE_BYTES {
+                self.bytes += size;
+                self.entries[i] = Some(e);
+            }
+        }
+    }
 }
 
 /// Why [`Trainer::run`] returned.
@@ -272,6 +308,7 @@ impl Trainer {
             log: Some(log),
             epoch_order: None,
             hand_written,
+            frozen: FrozenCache::default(),
             ctx: ctx.clone(),
         })
     }
@@ -399,14 +436,17 @@ impl Trainer {
             let seed = self.cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (g as u64).wrapping_mul(0x9E37_79B9);
             if let Some(flat) = flat.as_mut() {
                 let scale = 1.0 / accum as f32;
-                let (loss, n_tok) = super::fast::loss_and_grads(
+                let mut frozen = self.frozen.take(&idx, self.train.len());
+                let (loss, n_tok) = super::fast::loss_and_grads_frozen(
                     &self.model,
                     &self.lora,
                     self.head.as_ref(),
                     &batch,
                     Some(seed),
                     Some((flat, scale)),
+                    Some(&mut frozen),
                 )?;
+                self.frozen.put(&idx, frozen);
                 tokens += n_tok;
                 loss_sum += loss;
                 continue;
@@ -526,6 +566,23 @@ impl Trainer {
             self.state.total_steps
         );
         self.log_line(&msg);
+        let n_layers = self.model.cfg.num_hidden_layers;
+        let first = self.lora.first_layer(n_layers);
+        if first > 0 && first < n_layers {
+            let cached = if self.hand_written {
+                format!(
+                    "; their output is kept per example (up to {} GiB), so after the first epoch a step skips them",
+                    FROZEN_CACHE_BYTES >> 30
+                )
+            } else {
+                String::new()
+            };
+            self.log_line(&format!(
+                "LoRA on layers {first}–{} of {n_layers}: layers 0–{} are frozen and get no backward pass{cached}",
+                n_layers - 1,
+                first - 1
+            ));
+        }
         self.write_status(RunState::Running, "")?;
         if self.state.step == 0 && self.cfg.eval_every > 0 {
             self.evaluate_now()?;

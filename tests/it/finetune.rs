@@ -173,6 +173,60 @@ fn a_stopped_and_resumed_run_continues_the_same_curve() {
 }
 
 #[test]
+fn a_run_on_the_top_layer_only_reuses_the_frozen_layers_over_epochs_and_resumes_on_the_same_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 10) else { return };
+    let cfg = |name: &str| {
+        let mut cfg = tiny_run_cfg(tmp.path(), &model, &train, name);
+        cfg.lora.layers_to_transform = vec![1];
+        cfg.batch_size = 4;
+        cfg.max_steps = None;
+        cfg.epochs = 3.0;
+        cfg.objective = pricer::finetune::Objective::Regression;
+        cfg
+    };
+    // 8 training items, 2 steps per epoch: from the second epoch on every batch is cached.
+    let mut a = Trainer::create(cfg("straight")).unwrap();
+    assert_eq!(a.state.total_steps, 6);
+    assert_eq!(a.run(&|| false).unwrap(), Outcome::Finished);
+    let log = std::fs::read_to_string(a.run_dir.join("train.log")).unwrap();
+    assert!(log.contains("LoRA on layers 1–1 of 2: layers 0–0 are frozen"), "{log}");
+    let ck = checkpoints(&a.run_dir).last().unwrap().1.clone();
+    let adapter: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ck.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(adapter["layers_to_transform"], serde_json::json!([1]));
+    let saved = candle_core::safetensors::load(ck.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+    assert!(saved.keys().all(|k| k.contains(".layers.1.")), "{:?}", saved.keys());
+    let straight = read_metrics(&a.run_dir);
+    // Stopped after step 3 (mid-epoch), resumed with an empty cache: the same losses.
+    let mut b = Trainer::create(cfg("resumed")).unwrap();
+    let run_dir = b.run_dir.clone();
+    let stop_file = run_dir.join(files::STOP);
+    let outcome = b
+        .run(&|| {
+            if read_metrics(&run_dir).iter().filter(|r| r.train_loss.is_some()).count() == 3 {
+                std::fs::write(&stop_file, b"").unwrap();
+            }
+            false
+        })
+        .unwrap();
+    assert_eq!(outcome, Outcome::Stopped);
+    drop(b);
+    let mut c = Trainer::resume(&run_dir, None).unwrap();
+    assert_eq!(c.run(&|| false).unwrap(), Outcome::Finished);
+    let losses = |rows: &[pricer::finetune::run::MetricRow]| -> Vec<(usize, f64)> {
+        rows.iter().filter_map(|r| r.train_loss.map(|l| (r.step, l))).collect()
+    };
+    let (s, r) = (losses(&straight), losses(&read_metrics(&run_dir)));
+    assert_eq!(s.len(), 6);
+    assert_eq!(s.iter().map(|x| x.0).collect::<Vec<_>>(), r.iter().map(|x| x.0).collect::<Vec<_>>());
+    for ((step, l1), (_, l2)) in s.iter().zip(&r) {
+        assert!(l1.is_finite() && (l1 - l2).abs() < 1e-5 * l1.abs().max(1.0), "step {step}: {l1} vs {l2}");
+    }
+}
+
+#[test]
 fn the_adapter_follows_peft_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(tmp.path());
@@ -502,15 +556,25 @@ fn the_hand_written_cpu_step_equals_autograd_loss_and_gradients() {
     let qwen = tmp.path().join("tiny-qwen2");
     Model::random(qwen_cfg, llama_tokenizer(), 5, &Device::Cpu).unwrap().save_hf_dir(&qwen).unwrap();
     let Some(train) = real_items(tmp.path(), "train.jsonl", 0, 12) else { return };
-    for (name, model, regression) in [("lm", &llama, false), ("regression", &qwen, true)] {
+    // The third: only the top layer adapted (PEFT's layers_to_transform), so the step stops its
+    // backward pass there and can skip the frozen layer below.
+    for (name, model, regression, layers) in
+        [("lm", &llama, false, vec![]), ("regression", &qwen, true, vec![]), ("top layer", &llama, true, vec![1])]
+    {
         let mut cfg = tiny_run_cfg(tmp.path(), model, &train, name);
         cfg.lora.target_modules =
             ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
+        cfg.lora.layers_to_transform = layers.clone();
         if regression {
             cfg.objective = pricer::finetune::Objective::Regression;
         }
         let t = Trainer::create(cfg).unwrap();
         assert!(t.hand_written, "CPU runs use the hand-written step");
+        let adapted: std::collections::BTreeSet<usize> = t.lora.modules.iter().map(|((l, _), _, _)| *l).collect();
+        assert_eq!(
+            adapted.into_iter().collect::<Vec<_>>(),
+            if layers.is_empty() { vec![0, 1] } else { layers.clone() }
+        );
         // B starts at zero (so would every gradient of A) and so does the head: randomise them.
         for (_, _, b) in &t.lora.modules {
             b.set(&Tensor::randn(0f32, 0.05, b.shape(), &Device::Cpu).unwrap()).unwrap();
@@ -549,6 +613,44 @@ fn the_hand_written_cpu_step_equals_autograd_loss_and_gradients() {
             // Without gradients (validation) the same loss.
             let (plain, _) = fast::loss_and_grads(&t.model, &t.lora, t.head.as_ref(), &batch, seed, None).unwrap();
             assert_eq!(plain, loss);
+            // The frozen layers' output: kept by a first step, then read instead of recomputed,
+            // with the same loss and gradients (none kept when every layer is adapted).
+            let mut frozen = vec![None; batch.len()];
+            for pass in 0..2 {
+                let mut again = fast::zero_grads(&t.lora, t.head.as_ref());
+                let step = Some((&mut again[..], 1.0));
+                let (l2, _) = fast::loss_and_grads_frozen(
+                    &t.model,
+                    &t.lora,
+                    t.head.as_ref(),
+                    &batch,
+                    seed,
+                    step,
+                    Some(&mut frozen),
+                )
+                .unwrap();
+                assert_eq!((l2, &again), (loss, &got), "{name} {seed:?} pass {pass}");
+                let kept: Vec<usize> = frozen.iter().map(|f| f.as_ref().map_or(0, |v| v.len())).collect();
+                let want: Vec<usize> =
+                    if layers.is_empty() { vec![0; 3] } else { lens.iter().map(|l| l * 32).collect() };
+                assert_eq!(kept, want, "{name}");
+            }
+            if !layers.is_empty() {
+                // Proof that the cache is read: a poisoned entry changes the loss.
+                let mut poisoned = frozen.clone();
+                poisoned[0] = Some(std::sync::Arc::new(vec![1.0; lens[0] * 32]));
+                let (l3, _) = fast::loss_and_grads_frozen(
+                    &t.model,
+                    &t.lora,
+                    t.head.as_ref(),
+                    &batch,
+                    seed,
+                    None,
+                    Some(&mut poisoned),
+                )
+                .unwrap();
+                assert_ne!(l3, loss, "{name}: the cached rows were not used");
+            }
         }
     }
 }

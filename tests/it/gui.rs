@@ -378,6 +378,11 @@ fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
     ));
     h.state_mut().tabs.finetune.form.max_seq_len = SeqLen::Tokens(96);
     h.step();
+    // Only the top layer of the tiny model's two (the form's "layers: only the top N").
+    h.get_by_label("only the top").click();
+    h.step();
+    assert_eq!(h.state().tabs.finetune.form.lora.layers_to_transform, vec![1]);
+    h.get_by_label("layers 1–1");
     h.get_by_label("Launch training").click();
     wait_for(&mut h, "the first steps", 120, |a| train_rows(a).len() >= 3);
     assert!(h.state().tabs.finetune.is_training());
@@ -386,6 +391,8 @@ fn finetune_tab_launches_stops_resumes_and_evaluates_a_run() {
     let run = &h.state().tabs.finetune.runs[0];
     assert_eq!(run.status.as_ref().unwrap().state, pricer::finetune::RunState::Stopped);
     let stopped_at = run.status.as_ref().unwrap().step;
+    let run_cfg = std::fs::read_to_string(run.dir.join("config.toml")).unwrap();
+    assert!(run_cfg.contains("layers_to_transform = [1]"), "{run_cfg}");
     assert_eq!(run.checkpoints.last().unwrap().0, stopped_at, "stop checkpoints the last step");
     // The validation items were priced at every evaluation; the tab plots them and names the best
     // checkpoint, and Evaluate defaults to it.

@@ -2,9 +2,9 @@
 //! objective, optimizer, device, folders; every problem listed, Launch only without one.
 
 use super::{Command, FinetuneTab};
-use crate::finetune::Target;
 use crate::finetune::config::LengthReport;
 use crate::finetune::config::{Objective, SeqLen, TrainConfig, memory_estimate};
+use crate::finetune::{LoraConfig, Target};
 use egui::{Color32, RichText, Ui};
 use std::path::PathBuf;
 
@@ -124,6 +124,42 @@ impl FinetuneTab {
             let label = ui.label("dropout");
             ui.add(egui::DragValue::new(&mut self.form.lora.dropout).range(0.0..=0.9).speed(0.01))
                 .labelled_by(label.id);
+            ui.end_row();
+            // The top N layers (PEFT's layers_to_transform): a step skips the backward pass below.
+            let n_layers = self.model_info.as_ref().and_then(|m| m.result.as_ref().ok()).map(|c| c.num_hidden_layers);
+            ui.label("layers");
+            ui.horizontal(|ui| {
+                let lt = &mut self.form.lora.layers_to_transform;
+                let mut top = !lt.is_empty();
+                let hover = "Adapt only the top N layers: nothing is trained or propagated back below them, so \
+                             a step costs less (about forward + 2 × N/L backward)";
+                if ui.checkbox(&mut top, "only the top").on_hover_text(hover).changed() {
+                    *lt = if top {
+                        LoraConfig::top_layers(n_layers.map_or(10, |l| (l / 3).max(1)), n_layers.unwrap_or(30))
+                    } else {
+                        vec![]
+                    };
+                }
+                if top {
+                    let mut n = lt.len();
+                    let max = n_layers.unwrap_or(1024);
+                    let r = ui.add(egui::DragValue::new(&mut n).range(1..=max)).on_hover_text("adapted layers");
+                    if r.changed() {
+                        let total = n_layers.unwrap_or_else(|| lt.last().map_or(n, |l| l + 1));
+                        *lt = LoraConfig::top_layers(n, total);
+                        if lt.is_empty() {
+                            // All layers picked: keep the box ticked with every layer listed.
+                            *lt = (0..total).collect();
+                        }
+                    }
+                    ui.label(match (lt.first(), lt.last()) {
+                        (Some(a), Some(b)) => format!("layers {a}–{b}"),
+                        _ => String::new(),
+                    });
+                } else {
+                    ui.label("all");
+                }
+            });
             ui.end_row();
         });
         ui.horizontal_wrapped(|ui| {
